@@ -1,0 +1,150 @@
+"""Math: integer arithmetic expressions and one-step word problems, answered in ``\\boxed{}``.
+
+An expression problem is identified by its expression ("3 + 5 * 2"), a word problem by its template and
+numbers (names and items are drawn from the problem itself, so they never change its identity).
+The reasoning lists one line per operation, in precedence order; a flawed row slips in one step and
+carries the slip through to a wrong boxed answer, as a real careless solution would.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from pipeline.data.synthetic.base import Option, Options, Problem, Task, fraction, integer, problem_rng, subset
+
+NAME = "math"
+COLUMNS = ("answer",)
+OPS = ("+", "-", "*", "/")
+_PRECEDENCE = (("*", "/"), ("+", "-"))
+_APPLY = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+}
+
+EXPRESSION_PROMPTS = ("What is {expr}?", "Compute {expr}.", "Calculate {expr}.", "Evaluate {expr}.")
+BOXED_HINT = " Put the final answer in \\boxed{}."
+RESPONSES = ("The answer is \\boxed{{{answer}}}.", "So the result is \\boxed{{{answer}}}.")
+# Slips a careless solver makes in one step: small and round-number errors.
+SLIPS = (-10, -2, -1, 1, 2, 10)
+
+
+@dataclass(frozen=True)
+class WordProblem:
+    """A one-operation story; ``op`` is what it asks for and ``operands`` orders its two numbers."""
+
+    name: str
+    op: str
+    text: str
+
+
+WORD_PROBLEMS: tuple[WordProblem, ...] = (
+    WordProblem("buy", "+", "{name} has {a} {items} and buys {b} more. How many {items} does {name} have now?"),
+    WordProblem("find", "+", "A basket holds {a} {items}. {name} adds {b} {items}. How many {items} are in the basket?"),
+    WordProblem("give", "-", "{name} has {a} {items} and gives {b} of them away. How many {items} are left?"),
+    WordProblem("more", "-", "{name} has {a} {items} and {friend} has {b}. How many more {items} does {name} have?"),
+    WordProblem("boxes", "*", "{name} buys {a} boxes with {b} {items} in each box. How many {items} is that?"),
+    WordProblem("pages", "*", "{name} reads {a} pages every day for {b} days. How many pages is that in total?"),
+    WordProblem("share", "/", "{name} shares {a} {items} equally among {b} friends. How many {items} does each friend get?"),
+    WordProblem("bags", "/", "{name} packs {a} {items} into bags of {b}. How many bags does {name} fill?"),
+)  # fmt: skip
+_WORD_BY_NAME = {w.name: w for w in WORD_PROBLEMS}
+NAMES = ("Tom", "Ann", "Lea", "Sam", "Mia", "Ben", "Eva", "Max", "Zoe", "Leo", "Ada", "Kim")
+ITEMS = ("apples", "pears", "books", "stickers", "marbles", "cookies", "pencils", "shells", "cards", "eggs")
+
+
+def format_number(value: Fraction) -> str:
+    """'7', '-7' or '3/4': how answers are written (and compared by math-verify)."""
+    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
+def solve(operands: list[int], ops: list[str], slip: tuple[int, int] | None = None) -> tuple[list[str], Fraction]:
+    """Evaluate with precedence, one reasoning line per operation; ``slip`` = (step, error) adds an error."""
+    values: list[Fraction] = [Fraction(v) for v in operands]
+    ops = list(ops)
+    steps: list[str] = []
+    for level in _PRECEDENCE:
+        i = 0
+        while i < len(ops):
+            if ops[i] not in level:
+                i += 1
+                continue
+            result = _APPLY[ops[i]](values[i], values[i + 1])
+            if slip is not None and slip[0] == len(steps):
+                result += slip[1]
+            steps.append(f"{format_number(values[i])} {ops[i]} {format_number(values[i + 1])} = {format_number(result)}.")
+            values[i : i + 2] = [result]
+            del ops[i]
+    return steps, values[0]
+
+
+def sample(rng: random.Random, options: Options) -> Problem:
+    """A word problem with probability ``word_problems``, else an expression of 2 to ``max_terms`` numbers."""
+    top = options["max_operand"]
+    if rng.random() < options["word_problems"]:
+        story = rng.choice([w for w in WORD_PROBLEMS if w.op in options["ops"]])
+        if story.op == "/":
+            b = rng.randint(2, max(2, min(10, top)))
+            a = b * rng.randint(1, top)
+        elif story.op == "-":
+            b = rng.randint(1, top)
+            a = b + rng.randint(1, top)
+        else:
+            a, b = rng.randint(1 if story.op == "+" else 2, top), rng.randint(1 if story.op == "+" else 2, top)
+        return Problem(key=f"word:{story.name}:{a}:{b}", params={"story": story.name, "operands": [a, b], "ops": [story.op]})
+    terms = rng.randint(2, options["max_terms"])
+    ops = [rng.choice(options["ops"]) for _ in range(terms - 1)]
+    operands = [rng.randint(0, top)]
+    for op in ops:
+        operands.append(rng.randint(1 if op == "/" else 0, top))
+    expr = " ".join([str(operands[0])] + [f"{op} {v}" for op, v in zip(ops, operands[1:], strict=True)])
+    return Problem(key=f"expr:{expr}", params={"expr": expr, "operands": operands, "ops": ops})
+
+
+def render(problem: Problem, flawed: bool, options: Options) -> dict[str, Any]:
+    """Prompt, step-by-step reasoning, boxed response (a wrong one, slipped in one step, when flawed)."""
+    rng = problem_rng(NAME, problem.key)
+    operands, ops = problem.params["operands"], problem.params["ops"]
+    steps, answer = solve(operands, ops)
+    if "story" in problem.params:
+        story = _WORD_BY_NAME[problem.params["story"]]
+        name, friend = rng.sample(NAMES, 2)
+        a, b = operands
+        prompt = story.text.format(name=name, friend=friend, items=rng.choice(ITEMS), a=a, b=b)
+    else:
+        prompt = rng.choice(EXPRESSION_PROMPTS).format(expr=problem.params["expr"])
+    template = rng.choice(RESPONSES)
+    slip = (rng.randrange(len(steps)), rng.choice(SLIPS))
+    if flawed:
+        steps, given = solve(operands, ops, slip)
+        if given == answer:  # the slip was multiplied by zero later on: slip in the last step instead
+            steps, given = solve(operands, ops, (len(steps) - 1, slip[1]))
+    else:
+        given = answer
+    return {
+        "prompt": prompt + BOXED_HINT,
+        "reasoning": " ".join(steps),
+        "response": template.format(answer=format_number(given)),
+        "answer": format_number(answer),
+    }
+
+
+TASK = Task(
+    name=NAME,
+    columns=COLUMNS,
+    options={
+        "flaw_rate": Option(0.3, fraction, "share of rows whose reasoning slips and whose boxed answer is wrong"),
+        "max_operand": Option(20, integer(2, 10_000), "largest number in a problem"),
+        "ops": Option(("+", "-", "*"), subset(OPS), "operations to draw from ('/' gives fractions like 3/4)"),
+        "max_terms": Option(3, integer(2, 6), "most numbers in an expression"),
+        "word_problems": Option(0.3, fraction, "share of problems that are word problems"),
+    },
+    sample=sample,
+    render=render,
+    widen="raise max_operand or max_terms, or add ops",
+    description="integer arithmetic and one-step word problems, answered in \\boxed{}",
+)

@@ -1,0 +1,215 @@
+"""The run's durable state: ``runs/<name>/ledger.json``, written atomically, and the resume decisions.
+
+Only the main process writes; every process reads the same file and calls the same pure functions
+(:func:`plan`), so all processes take the same decision. A write is temp file → fsync → rename →
+fsync of the directory, so a ``kill -9`` at any moment leaves either the old or the new ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.schema import ConfigError
+
+LEDGER_VERSION = 1
+PENDING, RUNNING, DONE, FAILED, REGRESSED, STALE = "pending", "running", "done", "failed", "regressed", "stale"
+FINISHED = (DONE, REGRESSED)  # a stage whose checkpoint exists and need not be trained again
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class Ledger:
+    """A thin handle on ledger.json: load, mutate the dict, ``save()`` (main process only)."""
+
+    def __init__(self, run_dir: Path, data: dict[str, Any], writer: bool):
+        self.run_dir, self.data, self.writer = Path(run_dir), data, writer
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / "ledger.json"
+
+    @classmethod
+    def read(cls, run_dir: Path) -> dict[str, Any] | None:
+        path = Path(run_dir) / "ledger.json"
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as exc:  # never written torn by us; a hand edit may break it
+            raise ConfigError(f"ledger '{path}' is not valid JSON ({exc}); fix or remove it") from None
+
+    @classmethod
+    def new(cls, run_dir: Path, run_name: str, recipe: str, stages: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "version": LEDGER_VERSION,
+            "run_name": run_name,
+            "recipe": recipe,
+            "created": now(),
+            "updated": now(),
+            "status": RUNNING,
+            "wall_s": 0.0,
+            "sessions": [],
+            "base": {"status": PENDING},
+            "stages": stages,
+        }
+
+    def save(self) -> None:
+        if not self.writer:
+            return
+        self.data["updated"] = now()
+        atomic_write_json(self.path, self.data)
+
+    def stage(self, name: str) -> dict[str, Any]:
+        for entry in self.data["stages"]:
+            if entry["name"] == name:
+                return entry
+        raise KeyError(name)
+
+    def update_stage(self, name: str, **fields: Any) -> None:
+        self.stage(name).update(fields)
+        self.save()
+
+
+def stage_entry(name: str, index: int, kind: str, domain: str | None, config_hash: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "index": index,
+        "kind": kind,
+        "domain": domain,
+        "status": PENDING,
+        "config_hash": config_hash,
+        "checkpoint": None,
+        "summary": {},
+        "scores": {},
+        "gate": None,
+        "discarded": False,
+    }
+
+
+def stage_dirname(index: int, name: str) -> str:
+    return f"{index:02d}-{name}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Resume decisions (pure: same ledger + recipe → same plan in every process)
+
+
+@dataclass
+class Plan:
+    """What to do with each stage of the recipe on this invocation."""
+
+    stages: list[dict[str, Any]]  # the ledger's stage entries, reconciled with the recipe
+    todo: list[str]  # stage names to (re)train, in order
+    reused: list[str]  # finished stages kept as they are
+    stale: list[str]  # finished stages invalidated by rerun_from
+
+
+def plan(
+    previous: dict[str, Any] | None,
+    recipe_source: str,
+    stages: list[tuple[str, str, str | None]],  # (name, kind, domain) in recipe order
+    hashes: dict[str, str],
+    rerun_from: str | None,
+    checkpoint_ok: Any,  # callable(stage_entry) -> bool
+) -> Plan:
+    """Reconcile the ledger with the recipe; raise ConfigError on a mismatch the user must resolve."""
+    old = {e["name"]: e for e in (previous or {}).get("stages", [])}
+    if previous is not None:
+        if previous.get("recipe") != recipe_source:
+            raise ConfigError(
+                f"the run directory holds a run of recipe '{previous.get('recipe')}', not '{recipe_source}'; "
+                "choose another run.name"
+            )
+        removed = [n for n in old if n not in {s[0] for s in stages} and old[n]["status"] in FINISHED]
+        if removed:
+            raise ConfigError(
+                f"the run directory holds finished stage '{removed[0]}', which the recipe no longer has; "
+                "choose another run.name"
+            )
+    rerun_index = next((i for i, s in enumerate(stages) if s[0] == rerun_from), None)
+    entries, todo, reused, stale = [], [], [], []
+    for i, (name, kind, domain) in enumerate(stages, start=1):
+        prior = old.get(name)
+        entry = stage_entry(name, i, kind, domain, hashes[name])
+        finished = prior is not None and prior["status"] in FINISHED
+        if finished and rerun_index is not None and i - 1 >= rerun_index:
+            stale.append(name)
+            entry["previous_run"] = {k: prior.get(k) for k in ("config_hash", "ended", "scores", "checkpoint")}
+            todo.append(name)
+        elif finished:
+            if prior["config_hash"] != hashes[name]:
+                raise ConfigError(
+                    f"stage '{name}' finished with a different config (hash {prior['config_hash']}, recipe now "
+                    f"gives {hashes[name]}); re-run it with run.rerun_from={name} or use another run.name"
+                )
+            if prior.get("index") != i:
+                raise ConfigError(
+                    f"stage '{name}' was stage {prior.get('index')} of this run and is now stage {i}; "
+                    "re-run with run.rerun_from or use another run.name"
+                )
+            if not checkpoint_ok(prior):
+                raise ConfigError(
+                    f"stage '{name}' is marked {prior['status']} but its checkpoint '{prior.get('checkpoint')}' "
+                    f"is missing or incomplete; re-run it with run.rerun_from={name}"
+                )
+            entry = prior
+            reused.append(name)
+        else:
+            if prior is not None:
+                # interrupted or failed: keep its history, train it (again), resuming from its checkpoints
+                # only if its config is unchanged.
+                entry["attempts"] = prior.get("attempts", 0)
+                entry["resumable"] = prior.get("config_hash") == hashes[name]
+            todo.append(name)
+        entries.append(entry)
+    # A stage after a re-trained one must be re-trained too: its starting checkpoint changes.
+    if todo:
+        first = next(i for i, e in enumerate(entries) if e["name"] == todo[0])
+        for e in entries[first + 1 :]:
+            if e["name"] in reused:
+                raise ConfigError(
+                    f"stage '{e['name']}' is finished but an earlier stage '{todo[0]}' must be trained again; "
+                    f"re-run with run.rerun_from={todo[0]} or use another run.name"
+                )
+    return Plan(entries, todo, reused, stale)
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def elapsed(self) -> float:
+        return round(time.monotonic() - self.t0, 3)

@@ -1,0 +1,213 @@
+"""Models and tokenizers: hub ids, local checkpoints, and the builtin tiny model; chat template; precision.
+
+``builtin:tiny`` is a Qwen3-architecture model built from :class:`pipeline.config.BuiltinModelConfig`
+with a byte-level BPE tokenizer trained on the synthetic tasks' text. It is written once into the run
+directory in HF format, so every later step loads it exactly like any other checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import BuiltinModelConfig, LoraConfig
+
+log = logging.getLogger(__name__)
+
+THINK_MARKER, NO_THINK_MARKER = " /think", " /no_think"
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+
+# Qwen3-style ChatML. The {% generation %} markers let TRL compute the assistant-only loss mask, and the
+# end-of-turn token sits inside them so the model learns to stop.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\\n' }}"
+    "{%- else -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Precision and devices
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    """``{"bf16": …, "fp16": …}`` for the trainers; ``auto`` is bf16 on a GPU that has it, fp32 on CPU."""
+    import torch
+
+    if precision == "auto":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return {"bf16": True, "fp16": False}
+        return {"bf16": False, "fp16": False}
+    if precision in ("bf16", "fp16") and not torch.cuda.is_available():
+        log.warning("precision %s asked for without a GPU; training in fp32", precision)
+        return {"bf16": False, "fp16": False}
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def torch_dtype(precision: str) -> Any:
+    import torch
+
+    flags = precision_flags(precision)
+    return torch.bfloat16 if flags["bf16"] else torch.float16 if flags["fp16"] else torch.float32
+
+
+# --------------------------------------------------------------------------------------------------
+# Builtin tiny model
+
+
+def is_builtin(name_or_path: str) -> bool:
+    return name_or_path.startswith("builtin:")
+
+
+def build_tokenizer(cfg: BuiltinModelConfig, seed: int) -> Any:
+    """A byte-level BPE tokenizer trained on the synthetic corpus; identical for identical inputs."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from pipeline.data.synthetic import corpus
+
+    tok = Tokenizer(models.BPE())
+    # Digits are split one by one so arithmetic is learnable; bytes cover any text.
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(corpus(seed=seed, n_per_task=cfg.tokenizer_corpus_rows)), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.padding_side = "left"
+    return fast
+
+
+def build_builtin_model(name: str, cfg: BuiltinModelConfig, out_dir: Path, seed: int) -> Path:
+    """Write the builtin model ``name`` into ``out_dir`` (once; atomically) and return the directory."""
+    if name != "builtin:tiny":
+        raise ValueError(f"unknown builtin model '{name}' (known: builtin:tiny)")
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").exists():
+        return out_dir
+    import torch
+    from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = build_tokenizer(cfg, seed)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        head_dim=cfg.hidden_size // cfg.num_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
+    n_params = sum(p.numel() for p in model.parameters())
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, out_dir) if not out_dir.exists() else shutil.rmtree(tmp)
+    log.info("built %s: %.2fM parameters, vocabulary %d → %s", name, n_params / 1e6, len(tokenizer), out_dir)
+    return out_dir
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    """A tokenizer with a pad token and Cascade's chat template when the checkpoint has none."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if not getattr(tok, "chat_template", None):
+        log.info("%s has no chat template; using Cascade's ChatML template", path)
+        tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def load_causal_lm(path: str, precision: str = "auto", device: Any = None, **kwargs: Any) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(precision), **kwargs)
+    return model.to(device) if device is not None else model
+
+
+def peft_config(lora: LoraConfig, task_type: str = "CAUSAL_LM") -> Any:
+    """A PEFT LoraConfig for a stage, or None when LoRA is off."""
+    if not lora.enabled:
+        return None
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type=task_type,
+    )
+
+
+def save_final(model: Any, tokenizer: Any, final_dir: Path) -> Path:
+    """Save a stage's final checkpoint atomically, merging LoRA adapters so later stages load a plain model."""
+    final_dir = Path(final_dir)
+    tmp = final_dir.with_name(final_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if hasattr(model, "merge_and_unload") and hasattr(model, "peft_config"):
+        model = model.merge_and_unload()
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if final_dir.exists():
+        shutil.rmtree(final_dir)
+    os.replace(tmp, final_dir)
+    return final_dir
+
+
+def checkpoint_exists(path: str | Path) -> bool:
+    """Whether ``path`` holds a complete HF checkpoint (config plus weights)."""
+    p = Path(path)
+    return (p / "config.json").exists() and (
+        any(p.glob("*.safetensors")) or any(p.glob("*.bin")) or (p / "model.safetensors.index.json").exists()
+    )
+
+
+def prompt_messages(prompt: str, mode: str) -> list[dict[str, str]]:
+    """The user turn of a prompt in thinking (`` /think``) or non-thinking (`` /no_think``) mode."""
+    marker = THINK_MARKER if mode == "think" else NO_THINK_MARKER
+    return [{"role": "user", "content": prompt.rstrip() + marker}]

@@ -1,0 +1,218 @@
+"""What the runner hands a stage, what a stage hands back, and the pieces every trainer-backed stage shares."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Recipe, StageConfig
+from pipeline.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageContext:
+    recipe: Recipe
+    name: str
+    index: int
+    config: StageConfig
+    init_path: str  # the checkpoint this stage starts from (local directory or hub id)
+    stage_dir: Path  # runs/<name>/stages/<NN>-<stage>
+    resume: bool  # whether trainer checkpoints of an earlier attempt may be resumed
+    tracker: Tracker
+    stage_checkpoints: dict[str, str] = field(default_factory=dict)  # finished stage name → final checkpoint
+    record: Callable[[dict[str, Any]], None] = lambda fields: None  # merge fields into the ledger entry
+
+    @property
+    def final_dir(self) -> Path:
+        return self.stage_dir / "final"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.stage_dir / "checkpoints"
+
+    @property
+    def seed(self) -> int:
+        return self.recipe.run.seed + self.index
+
+    def resolve_ref(self, ref: str) -> str:
+        """A stage name → its final checkpoint; anything else (path, hub id) as is."""
+        return self.stage_checkpoints.get(ref, ref)
+
+
+@dataclass
+class StageResult:
+    summary: dict[str, Any]  # steps, final_loss, tokens, train_wall_s and kind-specific metrics
+
+
+# --------------------------------------------------------------------------------------------------
+# Trainer checkpoints
+
+
+def _complete(ckpt: Path) -> bool:
+    """A trainer checkpoint is complete once trainer_state.json (written last by HF) parses."""
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return True
+
+
+def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint-N``; torn ones (a kill during a save) are removed."""
+    if not checkpoints_dir.is_dir():
+        return None
+    found = []
+    for ckpt in checkpoints_dir.glob("checkpoint-*"):
+        step = ckpt.name.rsplit("-", 1)[-1]
+        if not step.isdigit():
+            continue
+        if _complete(ckpt):
+            found.append((int(step), ckpt))
+        else:
+            log.warning("removing incomplete trainer checkpoint %s (interrupted while saving)", ckpt)
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return max(found)[1] if found else None
+
+
+def resume_point(ctx: StageContext) -> str | None:
+    """The checkpoint to resume from, or None (a fresh start wipes checkpoints of a changed config)."""
+    if not ctx.resume:
+        if ctx.checkpoints_dir.exists():
+            shutil.rmtree(ctx.checkpoints_dir)
+        return None
+    ckpt = latest_checkpoint(ctx.checkpoints_dir)
+    if ckpt is not None:
+        log.info("stage %s resumes from %s", ctx.name, ckpt)
+    return str(ckpt) if ckpt else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Trainer arguments shared by SFT, reward-model and GRPO stages
+
+
+def trainer_kwargs(ctx: StageContext) -> dict[str, Any]:
+    """Keyword arguments for a TRL config (``SFTConfig``, ``RewardConfig``, ``GRPOConfig``)."""
+    from pipeline.models import has_cuda, precision_flags
+
+    t = ctx.config.train
+    kwargs: dict[str, Any] = {
+        "output_dir": str(ctx.checkpoints_dir),
+        "max_steps": t.max_steps,
+        "num_train_epochs": t.epochs,
+        "learning_rate": t.learning_rate,
+        "lr_scheduler_type": t.lr_scheduler,
+        "warmup_ratio": t.warmup_ratio,
+        "weight_decay": t.weight_decay,
+        "per_device_train_batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.grad_accum,
+        "max_grad_norm": t.max_grad_norm,
+        "optim": t.optim,
+        "gradient_checkpointing": t.gradient_checkpointing,
+        "save_strategy": "steps",
+        "save_steps": t.save_steps,
+        "save_total_limit": t.save_total_limit,
+        "logging_steps": t.logging_steps,
+        "logging_first_step": True,
+        "seed": ctx.seed,
+        "data_seed": ctx.seed,
+        "report_to": "none",  # metrics go through Cascade's tracker, namespaced by stage
+        "run_name": f"{ctx.recipe.run.name}/{ctx.name}",
+        "use_cpu": not has_cuda(),
+        "dataloader_num_workers": 0,
+        "disable_tqdm": False,
+        "save_safetensors": True,
+        **precision_flags(ctx.recipe.run.precision),
+    }
+    if t.deepspeed:
+        kwargs["deepspeed"] = t.deepspeed
+    kwargs.update(t.extra)
+    return kwargs
+
+
+def make_config(config_cls: type, kwargs: dict[str, Any]) -> Any:
+    """A TRL/HF config, dropping keys this installed version does not know (ranges of versions are supported)."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(k for k in kwargs if k not in known)
+    if unknown:
+        log.debug("%s does not take %s; ignored", config_cls.__name__, ", ".join(unknown))
+    return config_cls(**{k: v for k, v in kwargs.items() if k in known})
+
+
+class MetricsCallbackFactory:
+    """Builds a ``TrainerCallback`` that forwards trainer logs to the tracker and keeps the last values."""
+
+    @staticmethod
+    def create(ctx: StageContext) -> Any:
+        from transformers import TrainerCallback
+
+        class StageMetrics(TrainerCallback):
+            def __init__(self) -> None:
+                self.last: dict[str, float] = {}
+                self.history: list[dict[str, float]] = []
+                self.t0 = time.monotonic()
+
+            def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+                if not state.is_world_process_zero or not logs:
+                    return
+                numeric = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+                self.last.update(numeric)
+                self.history.append({"step": state.global_step, **numeric})
+                ctx.tracker.log_stage(ctx.name, numeric, step=state.global_step)
+
+        return StageMetrics()
+
+
+def train_summary(trainer: Any, metrics_cb: Any, train_output: Any, wall_s: float) -> dict[str, Any]:
+    """The ledger's training summary of a finished trainer run."""
+    state = trainer.state
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    summary = {
+        "steps": state.global_step,
+        "final_loss": round(losses[-1], 5) if losses else None,
+        "tokens": int(getattr(state, "num_input_tokens_seen", 0) or 0),
+        "train_wall_s": round(wall_s, 2),
+        "train_loss": round(float(train_output.training_loss), 5) if train_output is not None else None,
+    }
+    for key in ("train_samples_per_second", "train_steps_per_second"):
+        if train_output is not None and key in train_output.metrics:
+            summary[key] = round(float(train_output.metrics[key]), 3)
+    return summary
+
+
+def save_trained(trainer: Any, tokenizer: Any, final_dir: Path) -> None:
+    """Save the trained model as a plain HF checkpoint (LoRA merged), atomically, from every process.
+
+    ``trainer.save_model`` is called by all processes because under DeepSpeed ZeRO-3 the parameters
+    must be gathered collectively; only the main process writes and renames.
+    """
+    import os
+
+    from pipeline.models import save_final
+
+    acc = trainer.accelerator
+    model = acc.unwrap_model(trainer.model)
+    if hasattr(model, "peft_config"):  # merge adapters so later stages load a plain model
+        if acc.is_main_process:
+            save_final(model, tokenizer, final_dir)
+    else:
+        tmp = final_dir.with_name(final_dir.name + ".tmp")
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        acc.wait_for_everyone()
+        trainer.save_model(str(tmp))
+        if acc.is_main_process:
+            tokenizer.save_pretrained(tmp)
+            if final_dir.exists():
+                shutil.rmtree(final_dir)
+            os.replace(tmp, final_dir)
+    acc.wait_for_everyone()

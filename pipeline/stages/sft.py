@@ -1,0 +1,93 @@
+"""Supervised fine-tuning stage: TRL ``SFTTrainer`` on conversations, assistant-only loss by default.
+
+Rows are ``messages`` conversations, or ``prompt`` + ``response`` (+ ``reasoning`` for thinking
+mode), rendered with the chat template; ``prompt_mode`` chooses ``/think`` or ``/no_think`` prompts
+(``mixed`` splits them by ``think_fraction``). LoRA trains adapters and saves a merged model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.config import StageConfig
+from pipeline.data.sources import is_messages, is_str, load_rows, row_mode
+from pipeline.stages.base import (
+    MetricsCallbackFactory,
+    StageContext,
+    StageResult,
+    make_config,
+    resume_point,
+    save_trained,
+    train_summary,
+    trainer_kwargs,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Config(StageConfig):
+    assistant_only_loss: bool = True  # loss on assistant tokens only
+    packing: bool = False  # pack several conversations into one sequence (BFD packing)
+
+
+def build_dataset(ctx: StageContext) -> Any:
+    """The stage's conversations as a ``datasets.Dataset`` with one ``messages`` column."""
+    from datasets import Dataset
+
+    from pipeline.data.formatting import sft_messages
+
+    def usable(row: dict[str, Any]) -> dict[str, Any] | None:
+        if is_messages(row.get("messages")):
+            return row
+        return row if is_str(row.get("prompt")) and is_str(row.get("response")) else None
+
+    data = load_rows(ctx.config.data, {}, ctx.seed, transform=usable)
+    cfg = ctx.config
+    rows = [
+        {"messages": sft_messages(row, row_mode(cfg.prompt_mode, cfg.think_fraction, i, ctx.seed))}
+        for i, row in enumerate(data.rows)
+    ]
+    log.info("stage %s: %d conversations (%s)", ctx.name, len(rows), data.describe())
+    return Dataset.from_list(rows)
+
+
+def run(ctx: StageContext) -> StageResult:
+    from trl import SFTConfig, SFTTrainer
+
+    from pipeline.models import load_causal_lm, load_tokenizer, peft_config
+
+    cfg: Config = ctx.config  # type: ignore[assignment]
+    dataset = build_dataset(ctx)
+    tokenizer = load_tokenizer(ctx.init_path)
+    model = load_causal_lm(ctx.init_path, ctx.recipe.run.precision)
+    args = make_config(
+        SFTConfig,
+        {
+            **trainer_kwargs(ctx),
+            "max_length": cfg.train.max_length,
+            "assistant_only_loss": cfg.assistant_only_loss,
+            "packing": cfg.packing,
+            "include_num_input_tokens_seen": True,
+            "dataset_num_proc": None,
+            **cfg.train.extra,
+        },
+    )
+    metrics = MetricsCallbackFactory.create(ctx)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config(cfg.lora),
+        callbacks=[metrics],
+    )
+    t0 = time.monotonic()
+    output = trainer.train(resume_from_checkpoint=resume_point(ctx))
+    summary = train_summary(trainer, metrics, output, time.monotonic() - t0)
+    summary["rows"] = len(dataset)
+    save_trained(trainer, tokenizer, ctx.final_dir)
+    return StageResult(summary)

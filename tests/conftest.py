@@ -1,0 +1,50 @@
+"""Shared fixtures and marker handling: GPU tests are skipped (never silently passed) without a GPU."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    no_slurm = pytest.mark.skip(reason="needs a running Slurm controller (sinfo)")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
+        if "slurm" in item.keywords and shutil.which("sinfo") is None:
+            item.add_marker(no_slurm)
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return ROOT
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for launching the CLI in a subprocess: quiet, offline, this checkout importable."""
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=str(ROOT),
+        WANDB_MODE="disabled",
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "2"),
+        **extra,
+    )
+    return env
