@@ -53,9 +53,18 @@ class Cascade:
         code = EXIT_FAILED
         try:
             code = self._run_stages()
+        except ConfigError as exc:  # e.g. a data source that turns out unusable when loaded
+            log.error("%s", exc)
+            code = EXIT_CONFIG
+        except Exception as exc:
+            log.error("cascade failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+            self.ledger.data["status"] = L.FAILED
+            code = EXIT_FAILED
         finally:
             session.update(ended=L.now(), wall_s=round(time.monotonic() - t0, 2), exit=code)
-            self.ledger.data["wall_s"] = round(sum(s.get("wall_s", 0.0) for s in self.ledger.data["sessions"]), 2)
+            self.ledger.data["wall_s"] = round(
+                sum(s.get("wall_s", 0.0) for s in self.ledger.data["sessions"]), 2
+            )
             if code == EXIT_OK:
                 self.ledger.data["status"] = L.DONE
             self.ledger.save()
@@ -139,7 +148,7 @@ class Cascade:
             if name in self.plan.reused:
                 finished[name] = str(self.run_dir / entry["checkpoint"])
                 if not entry.get("discarded"):
-                    current = finished[name]
+                    current = self._abs(entry.get("next_init") or entry["checkpoint"])
                     if cfg.domain:
                         trained_domains.add(cfg.domain)
                     record = _read_eval(self.run_dir / entry["eval_file"]) if entry.get("eval_file") else None
@@ -157,7 +166,9 @@ class Cascade:
                 attempts=entry.get("attempts", 0) + 1,
             )
             ledger.save()
-            log.info("━━ stage %d/%d %s (%s) from %s", entry["index"], len(recipe.stages), name, cfg.kind, init)
+            log.info(
+                "━━ stage %d/%d %s (%s) from %s", entry["index"], len(recipe.stages), name, cfg.kind, init
+            )
             t0 = time.monotonic()
             ctx = StageContext(
                 recipe=recipe,
@@ -183,14 +194,20 @@ class Cascade:
                 )
                 log.error("stage %s failed: %s: %s", name, type(exc).__name__, exc)
                 raise
+            module = stage_module(cfg.kind)
+            produces_policy = getattr(module, "PRODUCES_POLICY", True)
             checkpoint = self._rel(ctx.final_dir)
             finished[name] = str(ctx.final_dir)
-            entry.update(summary=result.summary, checkpoint=checkpoint, train_wall_s=round(time.monotonic() - t0, 2))
+            entry.update(
+                summary=result.summary, checkpoint=checkpoint, train_wall_s=round(time.monotonic() - t0, 2)
+            )
             ledger.save()
             log.info("stage %s trained in %.1fs: %s", name, time.monotonic() - t0, _brief(result.summary))
             trained_before = set(trained_domains)
+            # a reward-model stage leaves the policy as it was: evaluate (and go on from) the current policy
+            policy = str(ctx.final_dir) if produces_policy else current
             scores = self._evaluate_stage(
-                name, entry, str(ctx.final_dir), trained_before | {cfg.domain} - {None}, finished
+                name, entry, policy, trained_before | {cfg.domain} - {None}, finished
             )
             verdict = self._gate(name, cfg.domain, entry, accepted_scores, scores, history, trained_before)
             entry.update(ended=L.now(), wall_s=round(time.monotonic() - t0, 2))
@@ -204,10 +221,12 @@ class Cascade:
                 return EXIT_REGRESSED
             if action == "rollback":
                 entry.update(status=L.DONE, discarded=True, next_init=self._rel(current))
-                log.warning("rolling back %s: its weights are discarded; next stage starts from %s", name, current)
+                log.warning(
+                    "rolling back %s: its weights are discarded; next stage starts from %s", name, current
+                )
             else:
-                entry.update(status=L.DONE, next_init=checkpoint)
-                current = str(ctx.final_dir)
+                entry.update(status=L.DONE, next_init=self._rel(policy))
+                current = policy
                 if cfg.domain:
                     trained_domains.add(cfg.domain)
                 if scores:
@@ -304,7 +323,9 @@ class Cascade:
             policy=gate.policy,
             tolerance=gate.tolerance,
             alpha=gate.alpha,
-            benchmark_tolerance={n: b.tolerance for n, b in self.recipe.benchmarks.items() if b.tolerance is not None},
+            benchmark_tolerance={
+                n: b.tolerance for n, b in self.recipe.benchmarks.items() if b.tolerance is not None
+            },
             benchmark_domains={n: b.domain for n, b in self.recipe.benchmarks.items()},
             seed=self.recipe.eval.seed,
             n_resamples=gate.n_resamples,
@@ -314,7 +335,9 @@ class Cascade:
         entry["gate"] = verdict
         assert self.ledger is not None
         self.ledger.save()
-        (log.warning if verdict.get("verdict") != "pass" else log.info)("gate after %s: %s", name, verdict["message"])
+        (log.warning if verdict.get("verdict") != "pass" else log.info)(
+            "gate after %s: %s", name, verdict["message"]
+        )
         return verdict
 
     def _refresh_report(self) -> None:
@@ -329,6 +352,11 @@ class Cascade:
                 self.tracker.log_report(cols, rows, png)
         except Exception as exc:  # a report problem must never lose a trained stage
             log.warning("report could not be refreshed: %s", exc)
+
+    def _abs(self, ref: str) -> str:
+        """Inverse of ``_rel``: a path relative to the run directory, else the reference as is."""
+        inside = self.run_dir / ref
+        return str(inside) if inside.exists() else ref
 
     def _rel(self, path: str | Path) -> str:
         p = Path(path)
@@ -349,7 +377,8 @@ def _read_eval(path: Path) -> dict[str, Any] | None:
 
 def _scores(record: dict[str, Any]) -> dict[str, Any]:
     return {
-        name: {k: b.get(k) for k in ("score", "stderr", "n")} for name, b in record.get("benchmarks", {}).items()
+        name: {k: b.get(k) for k in ("score", "stderr", "n")}
+        for name, b in record.get("benchmarks", {}).items()
     }
 
 
@@ -364,7 +393,10 @@ def _brief(summary: dict[str, Any]) -> str:
 
 def describe_plan(recipe: Recipe) -> str:
     """A human-readable plan: stages in order with kind, data, steps, main hyper-parameters; benchmarks."""
-    lines = [f"recipe {recipe.source or '?'} → run directory {recipe.run_dir}", f"model: {recipe.model.name_or_path}"]
+    lines = [
+        f"recipe {recipe.source or '?'} → run directory {recipe.run_dir}",
+        f"model: {recipe.model.name_or_path}",
+    ]
     lines.append(f"seed {recipe.run.seed}, precision {recipe.run.precision}, tracking {recipe.tracking.mode}")
     lines.append("stages:")
     for i, (name, s) in enumerate(recipe.stages.items(), start=1):

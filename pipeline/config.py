@@ -79,7 +79,9 @@ class ModelConfig:
     def validate(self, key: str) -> None:
         src = self.name_or_path
         if src.startswith("builtin:") and src != "builtin:tiny":
-            raise ConfigError(f"key '{key}.name_or_path' names unknown builtin model '{src}' (known: builtin:tiny)")
+            raise ConfigError(
+                f"key '{key}.name_or_path' names unknown builtin model '{src}' (known: builtin:tiny)"
+            )
         if _looks_local(src) and not Path(src).expanduser().exists():
             raise ConfigError(f"key '{key}.name_or_path' points to '{src}', which does not exist")
 
@@ -91,7 +93,7 @@ class DataSource:
     source: str
     split: str = "train"
     size: int | None = None  # rows to take (None: all; builtin tasks need a size)
-    weight: float = 1.0  # share of the stage's mix, relative to the other sources
+    weight: float = 1.0  # multiplies the source's rows in the mix: 0.5 takes half of them, 2.0 each twice
     columns: dict[str, str] = field(default_factory=dict)  # stage column -> source column
     config: str | None = None  # hub dataset config name
     revision: str | None = None
@@ -319,7 +321,9 @@ def _hydra_compose(path: Path, overrides: list[str]) -> dict[str, Any]:
 def _hydra_message(exc: Exception, overrides: list[str]) -> str:
     """Hydra's multi-line errors, reduced to one sentence."""
     text = " ".join(str(exc).split())
-    missing = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
+    missing = re.search(r"Could not override '([^']+)'", text) or re.search(
+        r"Key '([^']+)' is not in struct", text
+    )
     if missing:
         key = missing.group(1)
         return (
@@ -338,10 +342,68 @@ def _hydra_message(exc: Exception, overrides: list[str]) -> str:
     return f"recipe could not be composed: {text}"
 
 
+def _schema_field(path: str, composed: dict[str, Any], root: Any = None) -> bool:
+    """Whether dotted ``path`` names a field of the recipe schema (so that it may be set without '+')."""
+    import dataclasses
+    import typing
+
+    from pipeline.stages import STAGE_KINDS, stage_config_class
+
+    parts = path.split(".")
+    tp: Any = root or Recipe
+    node: Any = composed
+    for i, part in enumerate(parts):
+        origin = typing.get_origin(tp)
+        if tp is Recipe and part == "stages" and i + 1 < len(parts):
+            kind = ((node or {}).get("stages", {}).get(parts[i + 1]) or {}).get("kind")
+            if kind not in STAGE_KINDS:
+                return False
+            tp, node = stage_config_class(kind), node["stages"][parts[i + 1]]
+            return _schema_field(".".join(parts[i + 2 :]), node, tp) if i + 2 < len(parts) else True
+        if origin in (list, dict) or (origin is not None and type(None) in typing.get_args(tp)):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[-1] if args else Any
+            if origin in (list, dict):
+                node = None
+                continue
+        if not dataclasses.is_dataclass(tp):
+            return False
+        hints = typing.get_type_hints(tp)
+        if part not in hints:
+            return False
+        tp = hints[part]
+        node = node.get(part) if isinstance(node, dict) else None
+    return True
+
+
+def _compose_lenient(path: Path, overrides: list[str]) -> dict[str, Any]:
+    """Compose; a plain ``key=value`` for a schema field the YAML leaves out is applied as ``++key=value``.
+
+    Hydra's grammar asks for ``+key`` to add a key; that is needless friction for a field the typed
+    schema knows (``stages.sft1.train.save_steps=10``). Keys the schema does not know keep Hydra's error.
+    """
+    overrides = list(overrides)
+    base: dict[str, Any] | None = None
+    for _ in range(len(overrides) + 1):
+        try:
+            return _hydra_compose(path, overrides)
+        except ConfigError as exc:
+            m = re.match(r"override '([^']+)' names a key the recipe does not set", str(exc))
+            if not m:
+                raise
+            key = m.group(1)
+            base = base if base is not None else _hydra_compose(path, [])
+            index = next((i for i, o in enumerate(overrides) if o.split("=", 1)[0] == key), None)
+            if index is None or not _schema_field(key, base):
+                raise
+            overrides[index] = "++" + overrides[index]
+    return _hydra_compose(path, overrides)
+
+
 def load_recipe(name: str, overrides: list[str] | None = None) -> Recipe:
     """The validated recipe ``name`` (a name under recipes/ or a YAML path) with Hydra overrides applied."""
     path = _resolve_recipe_file(name)
-    data = _hydra_compose(path, list(overrides or []))
+    data = _compose_lenient(path, list(overrides or []))
     data.pop("defaults", None)
     recipe = recipe_from_dict(data)
     recipe.source = name
@@ -374,7 +436,9 @@ def recipe_from_dict(data: dict[str, Any]) -> Recipe:
 def _check_cross_references(recipe: Recipe) -> None:
     names = list(recipe.stages)
     if not re.fullmatch(r"[A-Za-z0-9._-]+", recipe.run.name):
-        raise ConfigError(f"key 'run.name' must use letters, digits, '.', '_' or '-', got '{recipe.run.name}'")
+        raise ConfigError(
+            f"key 'run.name' must use letters, digits, '.', '_' or '-', got '{recipe.run.name}'"
+        )
     for i, (stage_name, stage) in enumerate(recipe.stages.items()):
         if not re.fullmatch(r"[A-Za-z0-9_-]+", stage_name):
             raise ConfigError(f"stage name '{stage_name}' must use letters, digits, '_' or '-'")
@@ -390,10 +454,14 @@ def _check_cross_references(recipe: Recipe) -> None:
                 )
             if _looks_local(ref):
                 if not Path(ref).expanduser().exists():
-                    raise ConfigError(f"key 'stages.{stage_name}.{ref_key}' points to '{ref}', which does not exist")
+                    raise ConfigError(
+                        f"key 'stages.{stage_name}.{ref_key}' points to '{ref}', which does not exist"
+                    )
             elif ref.startswith("builtin:"):
                 if ref != "builtin:tiny":
-                    raise ConfigError(f"key 'stages.{stage_name}.{ref_key}' names unknown builtin model '{ref}'")
+                    raise ConfigError(
+                        f"key 'stages.{stage_name}.{ref_key}' names unknown builtin model '{ref}'"
+                    )
             elif not re.fullmatch(r"[\w.-]+/[\w.-]+", ref):
                 raise ConfigError(
                     f"key 'stages.{stage_name}.{ref_key}' names '{ref}', which is no earlier stage"
@@ -406,7 +474,12 @@ def _check_cross_references(recipe: Recipe) -> None:
         )
     for bench_name, bench in recipe.benchmarks.items():
         judge = bench.scorer.judge
-        if judge and judge not in names and not Path(judge).exists() and not re.fullmatch(r"[\w.-]+/[\w.-]+", judge):
+        if (
+            judge
+            and judge not in names
+            and not Path(judge).exists()
+            and not re.fullmatch(r"[\w.-]+/[\w.-]+", judge)
+        ):
             raise ConfigError(
                 f"key 'benchmarks.{bench_name}.scorer.judge' names '{judge}', which is no stage{closest(judge, names)}, "
                 "existing path or hub id"
@@ -422,7 +495,9 @@ _VOLATILE_TRAIN_KEYS = ("save_steps", "save_total_limit", "logging_steps")
 
 def stage_hashes(recipe: Recipe) -> dict[str, str]:
     """A hash per stage covering its config, the starting model, the seed and every earlier stage."""
-    previous = _digest({"model": to_dict(recipe.model), "seed": recipe.run.seed, "precision": recipe.run.precision})
+    previous = _digest(
+        {"model": to_dict(recipe.model), "seed": recipe.run.seed, "precision": recipe.run.precision}
+    )
     out = {}
     for name, stage in recipe.stages.items():
         cfg = to_dict(stage)

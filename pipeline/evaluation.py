@@ -34,7 +34,8 @@ def render_prompts(tokenizer: Any, prompts: Sequence[Any], mode: str) -> list[st
     from pipeline.data.formatting import rl_prompt
 
     return [
-        tokenizer.apply_chat_template(rl_prompt(p, mode), tokenize=False, add_generation_prompt=True) for p in prompts
+        tokenizer.apply_chat_template(rl_prompt(p, mode), tokenize=False, add_generation_prompt=True)
+        for p in prompts
     ]
 
 
@@ -66,7 +67,9 @@ def generate_batch(
     for row in new.tolist():
         cut = next((i for i, t in enumerate(row) if t in eos_ids), len(row))
         tokens += cut + (1 if cut < len(row) else 0)
-        texts_out.append(tokenizer.decode(row[:cut], skip_special_tokens=False).replace(tokenizer.pad_token or "", ""))
+        texts_out.append(
+            tokenizer.decode(row[:cut], skip_special_tokens=False).replace(tokenizer.pad_token or "", "")
+        )
     grouped = [texts_out[i * gen.n : (i + 1) * gen.n] for i in range(len(texts))]
     return grouped, tokens
 
@@ -173,8 +176,12 @@ def run_benchmark(
     results: list[tuple[int, list[str]]] = []
     tokens = 0
     bar = tqdm(mine, desc=f"eval {name}", disable=not state.is_main_process, leave=False)
-    for b_index, batch in zip(range(state.process_index, len(batches), state.num_processes), bar, strict=True):
-        completions, n_tok = generate_batch(model, tokenizer, [texts[i] for i in batch], bench.generation, seed + b_index)
+    for b_index, batch in zip(
+        range(state.process_index, len(batches), state.num_processes), bar, strict=True
+    ):
+        completions, n_tok = generate_batch(
+            model, tokenizer, [texts[i] for i in batch], bench.generation, seed + b_index
+        )
         tokens += n_tok
         results.extend(zip(batch, completions, strict=True))
     # gather completions (not scores): scoring runs once, on every process alike, over the full list

@@ -393,14 +393,13 @@ class GateResult:
                 for c in self.regressions
             )
             sentences.append(f"stage {self.stage} regressed {items}")
-            sentences.append(_ACTION_TEXT[self.action])
+            sentences.append(_ACTION_TEXT.get(self.action, f"action {self.action}"))
         elif any(c.verdict == "pass" for c in gated):
             passed = [c for c in gated if c.verdict == "pass"]
             items = ", ".join(f"{c.name} {_change(c)}" for c in passed)
             sentences.append(
-                f"stage {self.stage} passed the gate: {len(passed)} benchmark(s) of earlier domains "
-                f"within tolerance or noise at tolerance {_amount(self.tolerance)} and alpha {self.alpha:g} "
-                f"({items})"
+                f"stage {self.stage} passed the gate (tolerance {_amount(self.tolerance)}, alpha "
+                f"{self.alpha:g}): no regression on {len(passed)} benchmark(s) of earlier domains ({items})"
             )
         elif gated:
             sentences.append(f"stage {self.stage} passed: none of its gated benchmarks could be tested")
@@ -593,5 +592,5 @@ def check_stage(
         own_domain_improved=own_domain_improved,
         benchmarks=checks,
     )
-    (logger.warning if regressed or own_domain_improved is False else logger.info)("%s", result.summary())
+    logger.debug("%s", result.summary())  # the caller decides how loudly to report the verdict
     return result

@@ -20,7 +20,14 @@ from typing import Any
 from pipeline.schema import ConfigError
 
 LEDGER_VERSION = 1
-PENDING, RUNNING, DONE, FAILED, REGRESSED, STALE = "pending", "running", "done", "failed", "regressed", "stale"
+PENDING, RUNNING, DONE, FAILED, REGRESSED, STALE = (
+    "pending",
+    "running",
+    "done",
+    "failed",
+    "regressed",
+    "stale",
+)
 FINISHED = (DONE, REGRESSED)  # a stage whose checkpoint exists and need not be trained again
 
 
@@ -167,7 +174,9 @@ def plan(
         finished = prior is not None and prior["status"] in FINISHED
         if finished and rerun_index is not None and i - 1 >= rerun_index:
             stale.append(name)
-            entry["previous_run"] = {k: prior.get(k) for k in ("config_hash", "ended", "scores", "checkpoint")}
+            entry["previous_run"] = {
+                k: prior.get(k) for k in ("config_hash", "ended", "scores", "checkpoint")
+            }
             todo.append(name)
         elif finished:
             if prior["config_hash"] != hashes[name]:

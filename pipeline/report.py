@@ -16,11 +16,11 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.gates import GateResult, compare_records, format_p_value
+from pipeline.gates import TEST_LABELS, GateResult, compare_records, format_p_value, prompt_scores
 
 logger = logging.getLogger(__name__)
 
@@ -60,31 +60,48 @@ def _load_ledger(run_dir: Path) -> dict[str, Any]:
 
 
 class _Evals:
-    """Eval files of the run, read on first use; a missing or broken file reads as None."""
+    """Eval files of the run, read on demand and kept in slim form.
+
+    Eval files of a full-size run carry every completion and can be hundreds of MB; the report keeps
+    only what it uses (benchmark fields and per-prompt ``id``/``score``) and reads a file only when a
+    benchmark's domain is unknown or a row without a gate record needs its own significance test.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self._cache: dict[str, dict[str, Any] | None] = {}
+        self._cache: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def benchmarks(self, relative: str | None) -> dict[str, Any]:
+    def benchmarks(self, relative: str | None) -> dict[str, dict[str, Any]]:
+        """Benchmark name → slim record of one eval file; empty when missing or unreadable."""
         if not relative:
             return {}
         if relative not in self._cache:
             try:
                 data = _read_json(self.run_dir / relative)
-                self._cache[relative] = data if isinstance(data, dict) else None
+                records = data.get("benchmarks") if isinstance(data, dict) else None
+                if not isinstance(records, dict):
+                    raise ValueError("no 'benchmarks' mapping")
+                self._cache[relative] = {
+                    name: _slim(record) for name, record in records.items() if isinstance(record, Mapping)
+                }
             except FileNotFoundError:
-                self._cache[relative] = None
-            except (OSError, json.JSONDecodeError) as err:
+                self._cache[relative] = {}
+            except (OSError, ValueError) as err:  # JSONDecodeError is a ValueError
                 logger.warning("ignoring eval file %s: %s", self.run_dir / relative, err)
-                self._cache[relative] = None
-        data = self._cache[relative]
-        return dict((data or {}).get("benchmarks") or {})
+                self._cache[relative] = {}
+        return self._cache[relative]
 
-    def glob(self) -> Iterator[dict[str, Any]]:
-        """Every eval file under ``evals/`` in name order (also those no ledger row points at yet)."""
-        for path in sorted((self.run_dir / "evals").glob("*.json")):
-            yield self.benchmarks(str(path.relative_to(self.run_dir)))
+
+def _slim(record: Mapping[str, Any]) -> dict[str, Any]:
+    """An eval record without completions: the fields the report and the paired tests read."""
+    samples = record.get("samples") or []
+    spp = record.get("samples_per_prompt")
+    if spp is None and samples:
+        spp = max(len(s.get("correct") or s.get("scores") or [None]) for s in samples)
+    slim = {key: record.get(key) for key in ("domain", "metric", "score", "stderr", "n")}
+    slim["samples_per_prompt"] = spp
+    slim["samples"] = [{"id": i, "score": v} for i, v in prompt_scores(record).items()]
+    return slim
 
 
 def _number(value: Any) -> float | None:
@@ -130,12 +147,17 @@ def build_report(run_dir: Path | str, *, alpha: float = DEFAULT_ALPHA, seed: int
         for name, check in (gate.get("benchmarks") or {}).items():
             if isinstance(check, Mapping) and name in benchmarks and check.get("domain"):
                 benchmarks[name]["domain"] = benchmarks[name]["domain"] or check["domain"]
-    for records in [*(evals.benchmarks(raw.get("eval_file")) for raw in raw_rows), *evals.glob()]:
-        for name, record in records.items():
-            if name in benchmarks and isinstance(record, Mapping):
-                info = benchmarks[name]
-                info["domain"] = record.get("domain") or info["domain"]
-                info["metric"] = record.get("metric") or info["metric"]
+        for name, value in (raw.get("scores") or {}).items():  # ledgers may carry these fields too
+            if isinstance(value, Mapping):
+                benchmarks[name]["domain"] = benchmarks[name]["domain"] or value.get("domain")
+                benchmarks[name]["metric"] = benchmarks[name]["metric"] or value.get("metric")
+    for raw in raw_rows:  # the base eval holds every benchmark; later files only while a field is missing
+        if all(info["domain"] and info["metric"] for info in benchmarks.values()):
+            break
+        for name, record in evals.benchmarks(raw.get("eval_file")).items():
+            if name in benchmarks:
+                benchmarks[name]["domain"] = benchmarks[name]["domain"] or record.get("domain")
+                benchmarks[name]["metric"] = benchmarks[name]["metric"] or record.get("metric")
 
     rows: list[dict[str, Any]] = []
     for raw in raw_rows:
@@ -213,7 +235,6 @@ def _changes(
     The reference of a benchmark is its latest earlier row whose weights were kept (a stage after a
     rollback starts from the last checkpoint that passed, not from the discarded one).
     """
-    records_after = evals.benchmarks(raw.get("eval_file"))
     for name, score in row["scores"].items():
         reference = next(
             (r for r in reversed(earlier) if not r["discarded"] and r["scores"].get(name) is not None), None
@@ -228,7 +249,7 @@ def _changes(
             p_value, level = check.p_value, gate.alpha
         else:
             before = evals.benchmarks(reference.get("eval_file")).get(name)
-            after = records_after.get(name)
+            after = evals.benchmarks(raw.get("eval_file")).get(name)
             if isinstance(before, Mapping) and isinstance(after, Mapping):
                 p_value = compare_records(before, after, seed=seed, confidence=None).p_value
         row["p_value"][name] = p_value
@@ -236,18 +257,27 @@ def _changes(
         row["change"][name] = ("up" if row["delta"][name] > 0 else "down") if significant else None
 
 
+_POLICY_OUTCOME = {
+    "stop": "policy stop: the cascade stopped here",
+    "warn": "policy warn: recorded, the cascade went on",
+    "rollback": "policy rollback: the stage's weights were discarded",
+    "continue": "the cascade went on",
+}
+
+
 def _flags(row: Mapping[str, Any], gate: GateResult | None) -> list[str]:
     """Short messages on what needs a reader's attention in this row."""
     flags: list[str] = []
     name = row["name"]
     if row["status"] == "failed":
-        flags.append(f"{name} failed; its scores, if any, are from before the failure.")
+        flags.append(f"{name} failed.")
     if gate is not None:
         for check in gate.regressions:
             flags.append(
                 f"{name} regressed {check.name} by {_points(-(check.delta or 0.0), check.before, check.after)} "
-                f"({_value(check.before)} → {_value(check.after)}, {format_p_value(check.p_value)}, "
-                f"tolerance {_points(check.tolerance)}); policy {gate.policy} → {gate.action}."
+                f"({_level(check.before, check)} → {_level(check.after, check)}, "
+                f"{TEST_LABELS.get(check.test or '', check.test)} {format_p_value(check.p_value)}, "
+                f"tolerance {_points(check.tolerance)}); {_POLICY_OUTCOME.get(gate.action, gate.action)}."
             )
         if gate.own_domain_improved is False:
             own = ", ".join(
@@ -280,8 +310,12 @@ def _signed_points(x: float, *scale: float | None) -> str:
     return ("+" if x >= 0 else _MINUS) + _points(abs(x), *scale)
 
 
-def _value(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.2f}"
+def _level(x: float | None, check: Any) -> str:
+    """A score as the table shows it: a percentage for [0, 1] scores, raw otherwise."""
+    if x is None:
+        return "n/a"
+    fraction = all(v is None or 0.0 <= v <= 1.0 for v in (check.before, check.after))
+    return f"{100.0 * x:.1f}%" if fraction else f"{x:.3g}"
 
 
 def format_duration(seconds: float | None) -> str:
@@ -355,9 +389,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         "Scores are percentages, mean ± standard error over prompts ([raw]: reward-model units). "
         "In parentheses: the change against the checkpoint the stage started from (the previous row, "
-        f"or the last kept one after a rollback). ▲/▼: a significant change (the gate's paired test, "
-        f"α = {alpha:g} elsewhere): exact McNemar for one 0/1 sample per prompt, a sign-flip "
-        "permutation test otherwise. **Bold**: a regression the gate flagged (a drop beyond the "
+        f"or the last kept one after a rollback). ▲/▼: a significant change under a paired test at "
+        f"α = {alpha:g} (the gate's α where the gate ran): exact McNemar for one 0/1 sample per prompt, "
+        "a sign-flip permutation test otherwise. **Bold**: a regression the gate flagged (a drop beyond the "
         "tolerance that is also significant). ~~Struck~~ stages had their weights discarded by a "
         "rollback. Gate: the verdict on the benchmarks of domains trained by earlier stages and what "
         "the policy did; *own domain flat*: no significant gain on the stage's own domain.",
@@ -374,48 +408,46 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 # report.png
 # --------------------------------------------------------------------------------------------------
 
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+_RED = "#d62728"  # reserved for regressions
 _MARKERS = ["o", "s", "D", "^", "v", "P", "X"]
 _LINESTYLES = ["-", "--", "-.", ":"]
 
 
 def plot_report(report: Mapping[str, Any], path: Path | str) -> Path:
-    """Draw every benchmark through the stages (error bars, own-domain shading, regressions in red)."""
+    """Draw every benchmark through the stages (error bars, own-domain shading, regressions in red).
+
+    x holds every stage of the recipe in order (base first, pending stages greyed), each stage's
+    column is shaded in its domain's colour, benchmarks share their domain's colour; discarded stages
+    are hatched with hollow markers off the line, and gate regressions are circled in red.
+    """
     from matplotlib.figure import Figure  # lazy: matplotlib is slow to import and only needed here
     from matplotlib.lines import Line2D
     from matplotlib.transforms import blended_transform_factory
 
     rows = list(report["stages"])
     names = list(report["benchmarks"])
-    xs = range(len(rows))
-    palette = [
-        "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
-    ]  # fmt: skip
+    xs = list(range(len(rows)))
     domains: list[str] = []
+    for domain in [report["benchmarks"][n].get("domain") or "other" for n in names] + [
+        r.get("domain") for r in rows
+    ]:
+        if domain and domain not in domains:
+            domains.append(domain)
+    color = {d: _PALETTE[i % len(_PALETTE)] for i, d in enumerate(domains)}
+    style: dict[str, tuple[str, str, str]] = {}
+    per_domain: dict[str, int] = {}
     for name in names:
         domain = report["benchmarks"][name].get("domain") or "other"
-        if domain not in domains:
-            domains.append(domain)
-    for row in rows:
-        if row.get("domain") and row["domain"] not in domains:
-            domains.append(row["domain"])
-    color = {d: palette[i % len(palette)] for i, d in enumerate(domains)}
+        k = per_domain[domain] = per_domain.get(domain, -1) + 1
+        style[name] = (color[domain], _MARKERS[k % len(_MARKERS)], _LINESTYLES[k % len(_LINESTYLES)])
 
-    groups = {
-        unit: [n for n in names if report["benchmarks"][n].get("unit", "%") == unit] for unit in ("%", "raw")
-    }
+    groups = {u: [n for n in names if report["benchmarks"][n].get("unit", "%") == u] for u in ("%", "raw")}
     panels = [unit for unit in ("%", "raw") if groups[unit]] or ["%"]
     fig = Figure(figsize=(12, 5.6 if len(panels) == 1 else 7.6), dpi=100, layout="constrained")
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False, height_ratios=[3, 1.6][: len(panels)])[
         :, 0
     ]
-
-    seen_in_domain: dict[str, int] = {}
-    style: dict[str, tuple[str, str, str]] = {}
-    for name in names:
-        domain = report["benchmarks"][name].get("domain") or "other"
-        k = seen_in_domain.get(domain, 0)
-        seen_in_domain[domain] = k + 1
-        style[name] = (color[domain], _MARKERS[k % len(_MARKERS)], _LINESTYLES[k % len(_LINESTYLES)])
 
     for ax, unit in zip(axes, panels, strict=True):
         scale = 100.0 if unit == "%" else 1.0
@@ -425,58 +457,68 @@ def plot_report(report: Mapping[str, Any], path: Path | str) -> Path:
                 ax.axvspan(x - 0.5, x + 0.5, color=color[row["domain"]], alpha=0.09, lw=0, zorder=0)
                 if ax is axes[0]:
                     ax.text(x, 0.985, row["domain"], transform=top, ha="center", va="top", fontsize=8.5,
-                            color=color[row["domain"]], fontweight="bold")  # fmt: skip
+                            color=color[row["domain"]], fontweight="bold",
+                            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 1})  # fmt: skip
             if row["discarded"]:
-                ax.axvspan(x - 0.5, x + 0.5, facecolor="none", edgecolor="0.6", hatch="///", lw=0, zorder=0)
+                ax.axvspan(x - 0.5, x + 0.5, facecolor="none", edgecolor="0.75", hatch="///", lw=0, zorder=0)
+                ax.text(x, 0.015, "discarded", transform=top, ha="center", va="bottom", fontsize=8,
+                        color="0.4", style="italic",
+                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
             if x > 0:
                 ax.axvline(x - 0.5, color="0.82", lw=0.8, zorder=0)
+
         low, high = math.inf, -math.inf
-        for name in groups[unit]:
+        members = groups[unit]
+        spread = min(0.05, 0.25 / max(1, len(members)))  # dodge so error bars of close scores stay apart
+        for k, name in enumerate(members):
             c, marker, linestyle = style[name]
+            dodge = (k - (len(members) - 1) / 2) * spread
             points = [
-                (x, row["scores"][name], row["stderr"].get(name) or 0.0, row)
+                (x + dodge, scale * row["scores"][name], scale * (row["stderr"].get(name) or 0.0), row)
                 for x, row in zip(xs, rows, strict=True)
                 if row["scores"].get(name) is not None
             ]
             if not points:
                 continue
-            kept = [p for p in points if not p[3]["discarded"]]
             domain = report["benchmarks"][name].get("domain")
-            label = f"{name} ({domain})" if domain else name
-            ax.errorbar(
-                [p[0] for p in kept], [scale * p[1] for p in kept], yerr=[scale * p[2] for p in kept],
-                color=c, marker=marker, linestyle=linestyle, lw=1.8, ms=6, capsize=3, elinewidth=1, label=label,
-            )  # fmt: skip
-            for x, score, stderr, _row in (p for p in points if p[3]["discarded"]):
-                ax.errorbar([x], [scale * score], yerr=[scale * stderr], color=c, marker=marker, mfc="white",
-                            ms=6, capsize=3, elinewidth=1, linestyle="none")  # fmt: skip
+            kept = [p for p in points if not p[3]["discarded"]]
+            ax.errorbar([p[0] for p in kept], [p[1] for p in kept], yerr=[p[2] for p in kept], color=c,
+                        marker=marker, linestyle=linestyle, lw=1.8, ms=6, capsize=3, elinewidth=1,
+                        label=f"{name} ({domain})" if domain else name)  # fmt: skip
+            for x, score, stderr, _ in (p for p in points if p[3]["discarded"]):
+                ax.errorbar([x], [score], yerr=[stderr], color=c, marker=marker, mfc="white", ms=6, capsize=3,
+                            elinewidth=1, linestyle="none")  # fmt: skip
             for x, score, stderr, row in points:
-                low, high = min(low, scale * (score - stderr)), max(high, scale * (score + stderr))
+                low, high = min(low, score - stderr), max(high, score + stderr)
                 if name not in row["regressed"]:
                     continue
-                ax.scatter([x], [scale * score], s=260, facecolors="none", edgecolors="#d62728", linewidths=2.2,
-                           zorder=6)  # fmt: skip
+                ax.scatter([x], [score], s=260, facecolors="none", edgecolors=_RED, linewidths=2.2, zorder=6)
                 delta = row["delta"].get(name)
                 if delta is not None:
-                    ax.annotate(
-                        f"{scale * delta:+.1f}".replace("-", _MINUS), (x, scale * score), xytext=(9, -4),
-                        textcoords="offset points", color="#d62728", fontsize=9, fontweight="bold", va="top",
-                    )  # fmt: skip
+                    text = f"{scale * delta:+.1f}" + (" pts" if unit == "%" else "")
+                    right_edge = x > len(rows) - 1.5  # keep the label inside the axes on the last stage
+                    ax.annotate(text.replace("-", _MINUS), (x, score), xytext=(-10 if right_edge else 10, -6),
+                                textcoords="offset points", color=_RED, fontsize=9, fontweight="bold", va="top",
+                                ha="right" if right_edge else "left", zorder=7,
+                                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
         if math.isfinite(low):
             pad = max(2.0 * scale / 100.0, 0.08 * (high - low))
             bottom, ceiling = low - pad, high + 2.2 * pad  # headroom for the domain labels
             if unit == "%":
                 bottom, ceiling = max(bottom, -2.0), min(ceiling, 104.0)
             ax.set_ylim(bottom, ceiling)
-        ax.set_ylabel("score (%)" if unit == "%" else "reward (raw)")
+        ax.set_ylabel("score (%)" if unit == "%" else "reward (raw units)")
         ax.grid(axis="y", color="0.9", lw=0.8)
         ax.set_axisbelow(True)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
         handles, labels = ax.get_legend_handles_labels()
-        if any(row["regressed"] for row in rows) and ax is axes[0]:
-            handles.append(Line2D([], [], marker="o", mfc="none", mec="#d62728", mew=2, ms=11, ls="none"))
+        if ax is axes[0] and any(row["regressed"] for row in rows):
+            handles.append(Line2D([], [], marker="o", mfc="none", mec=_RED, mew=2, ms=11, ls="none"))
             labels.append("regression (gate)")
+        if ax is axes[0] and any(row["discarded"] for row in rows):
+            handles.append(Line2D([], [], marker="o", mfc="white", mec="0.4", ms=6, ls="none"))
+            labels.append("discarded by rollback")
         if handles:
             ax.legend(
                 handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9
@@ -484,15 +526,15 @@ def plot_report(report: Mapping[str, Any], path: Path | str) -> Path:
 
     bottom_ax = axes[-1]
     bottom_ax.set_xlim(-0.5, len(rows) - 0.5)
-    bottom_ax.set_xticks(list(xs))
-    bottom_ax.set_xticklabels(
-        [f"{row['name']}\n{row.get('kind') or ''}" for row in rows],
-        fontsize=9,
-        rotation=0 if len(rows) <= 10 else 30,
-    )
+    bottom_ax.set_xticks(xs)
+    labels = [
+        row["name"] if row.get("kind") in (None, "base", row["name"]) else f"{row['name']}\n{row['kind']}"
+        for row in rows
+    ]
+    bottom_ax.set_xticklabels(labels, fontsize=9, rotation=0 if len(rows) <= 10 else 30)
     for tick, row in zip(bottom_ax.get_xticklabels(), rows, strict=True):
         if row["regressed"]:
-            tick.set_color("#d62728")
+            tick.set_color(_RED)
         elif row["status"] not in ("done", "regressed") or row["discarded"]:
             tick.set_color("0.55")
             tick.set_fontstyle("italic")
@@ -518,6 +560,7 @@ def _atomic_write(path: Path, write: Any, *, binary: bool = False) -> None:
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
             write(handle)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -74,6 +74,10 @@ OVERRIDES = [
     (["run.name=other"], lambda r: r.run.name == "other"),
     # scientific notation from the command line becomes a float
     (["stages.sft1.train.learning_rate=3e-5"], lambda r: r.stages["sft1"].train.learning_rate == 3e-5),
+    # a schema field the YAML leaves out can be set without '+'
+    (["stages.sft2.train.learning_rate=3e-4"], lambda r: r.stages["sft2"].train.learning_rate == 3e-4),
+    # ... also inside a list item and a nested dataclass
+    (["stages.sft1.data.0.size=4"], lambda r: r.stages["sft1"].data[0].size == 4),
     # '~' deletes a key: the stage falls back to the schema default
     (["~stages.sft1.train.learning_rate"], lambda r: r.stages["sft1"].train.learning_rate == 1e-5),
 ]
@@ -118,8 +122,8 @@ ERRORS = [
     (["+stages.sft1.init=sft2"], ["stages.sft1.init", "runs later"]),
     # a checkpoint path that does not exist
     (["+stages.sft2.init=/nonexistent/ckpt"], ["stages.sft2.init", "does not exist"]),
-    # overriding a key the recipe does not set, without '+'
-    (["stages.sft1.train.warmup_ratio=0.1"], ["stages.sft1.train.warmup_ratio", "'+'"]),
+    # overriding a key neither the recipe nor the schema has, without '+'
+    (["stages.sft1.train.warmup=0.1"], ["stages.sft1.train.warmup", "'+'"]),
     # rerun_from a stage that is not there
     (["+run.rerun_from=sft3"], ["run.rerun_from", "sft3"]),
     # a negative size

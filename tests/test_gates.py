@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.gates import (
     GateResult,
-    compare_records,
     check_stage,
+    compare_records,
     latest_records,
     mcnemar_exact,
     paired_bootstrap_ci,
@@ -408,7 +408,16 @@ def test_check_stage_mismatched_ids(before_ids, after_ids, stderr, expected) -> 
     before = {"ifb": record("if", scores_before, ids=before_ids, stderr=stderr)}
     after = {"ifb": record("if", scores_after, ids=after_ids, stderr=stderr)}
     result = check_stage(
-        "s", "math", {"if"}, before, after, [], policy="stop", tolerance=0.02, alpha=0.05, benchmark_domains=DOMAINS
+        "s",
+        "math",
+        {"if"},
+        before,
+        after,
+        [],
+        policy="stop",
+        tolerance=0.02,
+        alpha=0.05,
+        benchmark_domains=DOMAINS,
     )
     check = result.benchmarks["ifb"]
     assert (check.n_paired, check.test) == expected

@@ -35,7 +35,10 @@ def is_messages(v: Any) -> bool:
     return (
         isinstance(v, list)
         and len(v) > 0
-        and all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in v)
+        and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in v
+        )
     )
 
 
@@ -83,7 +86,9 @@ def read_source(source: DataSource, seed: int) -> list[dict[str, Any]]:
         try:
             return generate(task, source.split, source.size or 0, seed=seed, **source.options)
         except (TypeError, ValueError) as exc:
-            raise DataError(f"data source '{source.source}' ({source.split}) cannot be generated: {exc}") from None
+            raise DataError(
+                f"data source '{source.source}' ({source.split}) cannot be generated: {exc}"
+            ) from None
     import datasets
 
     path = Path(source.source).expanduser()
@@ -91,10 +96,14 @@ def read_source(source: DataSource, seed: int) -> list[dict[str, Any]]:
         if path.is_file():
             fmt = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
             if fmt is None:
-                raise DataError(f"data source '{source.source}' has an unsupported suffix (use .jsonl, .json, .parquet, .csv)")
+                raise DataError(
+                    f"data source '{source.source}' has an unsupported suffix (use .jsonl, .json, .parquet, .csv)"
+                )
             ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
         else:  # a hub id, or a local folder laid out like a hub dataset repository
-            ds = datasets.load_dataset(source.source, name=source.config, split=source.split, revision=source.revision)
+            ds = datasets.load_dataset(
+                source.source, name=source.config, split=source.split, revision=source.revision
+            )
     except DataError:
         raise
     except Exception as exc:  # datasets raises many types; the user needs the source and the reason
@@ -159,12 +168,10 @@ def load_rows(
         reports.append(SourceReport(source.source, len(raw), dropped))
 
     rng = random.Random(seed)
-    total = sum(len(rows) for rows in per_source)
-    weights = [s.weight for s in sources]
     mixed: list[dict[str, Any]] = []
-    for rows, weight, report in zip(per_source, weights, reports, strict=True):
-        # Each source's share of the mix follows its weight; a source short of rows is repeated.
-        want = len(rows) if len(sources) == 1 else max(1, round(total * weight / sum(weights)))
+    for rows, source, report in zip(per_source, sources, reports, strict=True):
+        # weight scales a source's rows: 0.5 takes a random half, 2.0 takes every row twice
+        want = max(1, round(len(rows) * source.weight))
         repeats, rest = divmod(want, len(rows))
         chosen = rows * repeats + rng.sample(rows, rest)
         report.used = len(chosen)

@@ -161,7 +161,9 @@ class MetricsCallbackFactory:
                 self.history: list[dict[str, float]] = []
                 self.t0 = time.monotonic()
 
-            def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            def on_log(
+                self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+            ) -> None:
                 if not state.is_world_process_zero or not logs:
                     return
                 numeric = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
