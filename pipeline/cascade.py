@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline import ledger as L
 from pipeline.config import Recipe, stage_hashes
+from pipeline.distributed import process_state
 from pipeline.schema import ConfigError, to_dict
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,8 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REGRESSED = 0, 1, 2, 3
 
 class Cascade:
     def __init__(self, recipe: Recipe):
-        from accelerate import PartialState
-
         self.recipe = recipe
-        self.state = PartialState()
+        self.state = process_state()
         self.is_main = self.state.is_main_process
         self.run_dir = recipe.run_dir
         self.ledger: L.Ledger | None = None

@@ -21,6 +21,7 @@ from typing import Any
 
 from pipeline.config import BenchmarkConfig, Recipe
 from pipeline.data.sources import is_prompt, load_rows
+from pipeline.distributed import process_state
 from pipeline.ledger import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -156,11 +157,10 @@ def load_benchmark_rows(bench: BenchmarkConfig, seed: int) -> list[dict[str, Any
 def run_benchmark(
     name: str, bench: BenchmarkConfig, model: Any, tokenizer: Any, seed: int, judges: dict[str, str]
 ) -> dict[str, Any]:
-    from accelerate import PartialState
     from accelerate.utils import broadcast_object_list, gather_object
     from tqdm.auto import tqdm
 
-    state = PartialState()
+    state = process_state()
     t0 = time.monotonic()
     reward = _reward_fn(bench, judges)
     if reward is None:
@@ -222,6 +222,40 @@ def run_benchmark(
     return record
 
 
+def resolve_checkpoint(recipe: Recipe, ref: str) -> str:
+    """A checkpoint argument: a stage name of the recipe's run directory (``final``), or a path / hub id."""
+    from pipeline.models import checkpoint_exists
+    from pipeline.schema import ConfigError
+
+    if not ref:
+        raise ConfigError("argument 'checkpoint' is required (a path, a hub id, or a stage name of the run)")
+    if ref in recipe.stages:
+        index = list(recipe.stages).index(ref) + 1
+        path = recipe.run_dir / "stages" / f"{index:02d}-{ref}" / "final"
+        if not checkpoint_exists(path):
+            raise ConfigError(f"stage '{ref}' of run '{recipe.run.name}' has no final checkpoint at {path}")
+        return str(path)
+    if ref == "base" and checkpoint_exists(recipe.run_dir / "base"):
+        return str(recipe.run_dir / "base")
+    if Path(ref).exists():
+        return ref
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", ref):
+        return ref  # a hub id
+    raise ConfigError(f"argument 'checkpoint' names '{ref}', which is no stage, existing path or hub id")
+
+
+def stage_judges(recipe: Recipe) -> dict[str, str]:
+    """Final checkpoints of the run's finished stages, by stage name (reward-model judges)."""
+    from pipeline.models import checkpoint_exists
+
+    out = {}
+    for index, name in enumerate(recipe.stages, start=1):
+        path = recipe.run_dir / "stages" / f"{index:02d}-{name}" / "final"
+        if checkpoint_exists(path):
+            out[name] = str(path)
+    return out
+
+
 def evaluate_checkpoint(
     recipe: Recipe,
     checkpoint: str,
@@ -234,11 +268,10 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Run benchmarks ``names`` on ``checkpoint``; write ``out_file`` (main process) and return the record."""
     import torch
-    from accelerate import PartialState
 
     from pipeline.models import load_causal_lm, load_tokenizer
 
-    state = PartialState()
+    state = process_state()
     t0 = time.monotonic()
     tokenizer = load_tokenizer(checkpoint)
     tokenizer.padding_side = "left"

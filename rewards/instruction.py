@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rewards import stats
 from rewards.common import column, final_answer
 from rewards.ifeval import INSTRUCTIONS, InvalidArguments
 
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 Mode = Literal["strict", "loose"]
 _MODES = ("strict", "loose")
 _warned: set[str] = set()  # unknown ids and malformed kwargs are logged once each
+_UNCLOSED = "thinking never closed"
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class InstructionResult:
 
 
 def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
+    if key not in _warned and len(_warned) < 1000:  # bounded: a broken dataset must not flood memory
         _warned.add(key)
         logger.warning(message)
 
@@ -174,7 +177,7 @@ def instruction_results(
             continue
         answer = final_answer(completion)
         if answer is None:
-            rows.append([InstructionResult(i, False, "thinking never closed") for i in id_list])
+            rows.append([InstructionResult(i, False, _UNCLOSED) for i in id_list])
             continue
         rows.append(check_instructions(answer, id_list, row_kwargs, mode=mode))
     return rows
@@ -193,12 +196,14 @@ def instruction_reward(
 
     With ``partial_credit`` the score is the fraction of instructions followed. Rows without
     instructions score ``None`` (not this reward's sample); an unclosed ``<think>`` scores 0.0.
+    Reports to ``rewards.stats`` under ``"instruction"`` (unknown ids and unusable kwargs as errors).
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    started = time.perf_counter()
     n = len(completions)
     scores: list[float | None] = []
-    errors = 0
+    errors = unclosed = 0
     for completion, ids, row_kwargs in zip(
         completions, column(instruction_id_list, n), column(kwargs, n), strict=True
     ):
@@ -212,16 +217,17 @@ def instruction_reward(
         if rows is None:
             scores.append(None)
             continue
+        if any(r.error == _UNCLOSED for r in rows):
+            unclosed += 1
+        elif any(r.error is not None for r in rows):
+            errors += 1
         followed = [r.followed for r in rows]
         scores.append(sum(followed) / len(followed) if partial_credit else float(all(followed)))
-    _record("instruction", scores, errors)
+    stats.record(
+        "instruction",
+        scores,
+        errors=errors,
+        parse_failures=unclosed,
+        seconds=time.perf_counter() - started,
+    )
     return scores
-
-
-def _record(name: str, scores: list[float | None], errors: int) -> None:
-    """Report to the shared reward statistics when that module is present."""
-    try:
-        from rewards import stats
-    except ImportError:
-        return
-    stats.record(name, scores, errors=errors)

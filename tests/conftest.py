@@ -45,6 +45,6 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         HF_HUB_OFFLINE="1",
         HF_DATASETS_OFFLINE="1",
         OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "2"),
-        **extra,
     )
+    env.update(extra)
     return env

@@ -179,7 +179,9 @@ LOOSE_CASES = [
 
 
 @pytest.mark.parametrize(("response", "instruction_id", "kwargs", "strict", "loose"), LOOSE_CASES)
-def test_strict_and_loose(response: str, instruction_id: str, kwargs: dict, strict: bool, loose: bool) -> None:
+def test_strict_and_loose(
+    response: str, instruction_id: str, kwargs: dict, strict: bool, loose: bool
+) -> None:
     assert instruction_reward([response], [[instruction_id]], [[kwargs]], mode="strict") == [float(strict)]
     assert instruction_reward([response], [[instruction_id]], [[kwargs]], mode="loose") == [float(loose)]
 
@@ -243,7 +245,8 @@ def test_extra_trl_columns_and_results_for_logging() -> None:
     # TRL passes prompts and other columns; they are ignored. instruction_results explains each score.
     completions = ["one, two", "<think>open"]
     ids = [IDS, IDS]
-    assert instruction_reward(completions, ids, [KWARGS, KWARGS], prompts=["p", "p"], trainer_state=None) == [0, 0]
+    scores = instruction_reward(completions, ids, [KWARGS, KWARGS], prompts=["p", "p"], trainer_state=None)
+    assert scores == [0.0, 0.0]
     results = instruction_results(completions, ids, [KWARGS, KWARGS])
     assert [(r.instruction_id, r.followed) for r in results[0]] == [(IDS[0], False), (IDS[1], False)]
     assert all(r.error == "thinking never closed" for r in results[1])
@@ -329,3 +332,19 @@ def test_picklable_and_thread_safe() -> None:
     for thread in threads:
         thread.join()
     assert got == [expected] * 4
+
+
+def test_reports_statistics() -> None:
+    # Unclosed thinking counts as a parse failure, an unknown id or bad kwargs as a data error.
+    from rewards import stats
+
+    before = stats.snapshot().get("instruction", {})
+    instruction_reward(
+        ["<think>open", "fine", "fine"],
+        [["punctuation:no_comma"], ["made:up"], ["punctuation:no_comma"]],
+        [[{}], [{}], [{}]],
+    )
+    after = stats.snapshot()["instruction"]
+    assert after["parse_failures"] - before.get("parse_failures", 0.0) == 1.0
+    assert after["errors"] - before.get("errors", 0.0) == 1.0
+    assert after["samples"] - before.get("samples", 0.0) == 3.0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -94,9 +93,7 @@ def _keyword_frequency(response: str, *, keyword: str, frequency: int, relation:
 
 
 def _forbidden_words(response: str, *, forbidden_words: list[str]) -> bool:
-    return not any(
-        re.search(rf"\b{re.escape(word)}\b", response, re.IGNORECASE) for word in forbidden_words
-    )
+    return not any(re.search(rf"\b{re.escape(word)}\b", response, re.IGNORECASE) for word in forbidden_words)
 
 
 def _letter_frequency(response: str, *, letter: str, let_frequency: int, let_relation: str) -> bool:

@@ -14,13 +14,16 @@ import threading
 from typing import Any
 
 # Words whose trailing period never ends a sentence: titles, Latin abbreviations and similar.
-_NEVER_FINAL = frozenset(
-    """mr mrs ms dr prof st sr jr rev gen col capt cpt lt sgt hon gov pres messrs mme mlle
-    e.g i.e cf vs viz al approx fig figs vol vols pp eds dept univ assn bros
-    jan feb mar apr jun jul aug sep sept oct nov dec""".split()
-)
+# fmt: off
+_NEVER_FINAL = frozenset([
+    "mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "rev", "gen", "col", "capt", "cpt", "lt", "sgt",
+    "hon", "gov", "pres", "messrs", "mme", "mlle", "e.g", "i.e", "cf", "vs", "viz", "al", "approx", "fig",
+    "figs", "vol", "vols", "pp", "eds", "dept", "univ", "assn", "bros",
+    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+])
 # Abbreviations that often close a sentence: a boundary only when the next word is capitalised.
-_SOMETIMES_FINAL = frozenset("etc inc ltd co corp llc plc ph.d a.m p.m".split())
+_SOMETIMES_FINAL = frozenset(["etc", "inc", "ltd", "co", "corp", "llc", "plc", "ph.d", "a.m", "p.m"])
+# fmt: on
 
 # A run of terminators, then closing quotes/brackets, then whitespace or the end of the text.
 # Possessive quantifiers and the look-behind (a run starts only once) keep the scan linear.

@@ -16,7 +16,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.data.synthetic.base import Option, Options, Problem, Task, fraction, integer, problem_rng, subset
+from pipeline.data.synthetic.base import (
+    Option,
+    Options,
+    Problem,
+    Task,
+    fraction,
+    integer,
+    problem_rng,
+    subset,
+)
 from pipeline.data.synthetic.execution import assert_test, failing_mutant, run_call, run_stdio
 
 NAME = "code"
@@ -27,14 +36,18 @@ Sampler = Callable[[random.Random, Options], Any]
 
 
 def ints(low: int, high: int) -> Sampler:
+    """A parameter drawn from [low, high]."""
     return lambda rng, _: rng.randint(low, high)
 
 
 def choice(*values: Any) -> Sampler:
+    """A parameter drawn from ``values``."""
     return lambda rng, _: rng.choice(values)
 
 
 def int_pair(low: int, high: int, min_gap: int, max_gap: int) -> Sampler:
+    """An increasing pair (a, b): a in [low, high], b - a in [min_gap, max_gap]."""
+
     def draw(rng: random.Random, _: Options) -> tuple[int, int]:
         a = rng.randint(low, high)
         return (a, a + rng.randint(min_gap, max_gap))
@@ -42,7 +55,7 @@ def int_pair(low: int, high: int, min_gap: int, max_gap: int) -> Sampler:
     return draw
 
 
-# Expression steps: operator, how the plan says it, whether the constant must be at least 2.
+# Expression steps: operator -> (how the plan says it, the smallest constant that makes sense).
 STEPS = {
     "+": ("add {k}", 1),
     "-": ("subtract {k}", 1),
@@ -174,7 +187,9 @@ def _inputs(kind: str, rng: random.Random, count: int, params: Mapping[str, Any]
     if kind == "word_line":
         return [f"{w}\n" for w in rng.sample([w for w in WORDS if w], count)]
     if kind == "ints_line":
-        return [" ".join(str(rng.randint(-9, 30)) for _ in range(rng.randint(1, 6))) + "\n" for _ in range(count)]
+        return [
+            " ".join(str(rng.randint(-9, 30)) for _ in range(rng.randint(1, 6))) + "\n" for _ in range(count)
+        ]
     raise ValueError(f"unknown input kind {kind!r}")
 
 
@@ -209,7 +224,10 @@ def render(problem: Problem, flawed: bool, options: Options) -> dict[str, Any] |
     else:
         code = template.code.format(**params) + "\n"
         prompt = _STDIO.format(what=what)
-        tests = {"kind": "stdio", "cases": [{"input": text, "output": run_stdio(code, text)} for text in inputs]}
+        tests = {
+            "kind": "stdio",
+            "cases": [{"input": text, "output": run_stdio(code, text)} for text in inputs],
+        }
     # Render the flaw for every problem, so that a problem without a failing mutant is skipped whether
     # or not this row was to be flawed (the problem set must not depend on the flaw draw).
     mutant = failing_mutant(code, tests, rng)

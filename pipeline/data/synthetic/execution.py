@@ -15,6 +15,7 @@ import builtins
 import copy
 import io
 import json
+import keyword
 import random
 import tokenize
 from collections.abc import Mapping, Sequence
@@ -92,34 +93,38 @@ def passes(code: str, tests: Mapping[str, Any] | str) -> bool:
     reported as failing here fails under any stricter comparison too.
     """
     spec = json.loads(tests) if isinstance(tests, str) else tests
+    if spec["kind"] not in ("stdio", "call", "assert"):
+        raise ValueError(f"unknown test kind {spec['kind']!r}")
     try:
+        program = compile(code, "<solution>", "exec")
         if spec["kind"] == "stdio":
-            return all(
-                _normalise_output(run_stdio(code, case["input"])) == _normalise_output(case["output"])
-                for case in spec["cases"]
-            )
-        if spec["kind"] == "call":
-            return all(
-                _as_json(run_call(code, spec["fn_name"], case["args"])) == case["expected"]
-                for case in spec["cases"]
-            )
-        if spec["kind"] == "assert":
-            namespace = _namespace()
-            exec(compile(code, "<solution>", "exec"), namespace)
-            checker = _namespace()
-            exec(compile(spec["test"], "<test>", "exec"), checker)
-            checker["check"](namespace[spec["entry_point"]])
+            for case in spec["cases"]:
+                out = _Stdout()
+                exec(program, _namespace(input=_Stdin(case["input"]), print=out))
+                if _normalise_output("".join(out.parts)) != _normalise_output(case["output"]):
+                    return False
             return True
+        namespace = _namespace()
+        exec(program, namespace)
+        if spec["kind"] == "call":
+            fn = namespace[spec["fn_name"]]
+            return all(
+                _as_json(fn(*copy.deepcopy(case["args"]))) == case["expected"] for case in spec["cases"]
+            )
+        checker = _namespace()
+        exec(compile(spec["test"], "<test>", "exec"), checker)
+        checker["check"](namespace[spec["entry_point"]])
+        return True
     except Exception:  # a wrong program may fail in any way at all
         return False
-    raise ValueError(f"unknown test kind {spec['kind']!r}")
 
 
 def assert_test(fn_name: str, cases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The ``assert`` form of ``call`` cases: ``def check(candidate)`` with one assert per case."""
     lines = ["def check(candidate):"]
     lines += [
-        f"    assert candidate({', '.join(map(repr, case['args']))}) == {case['expected']!r}" for case in cases
+        f"    assert candidate({', '.join(map(repr, case['args']))}) == {case['expected']!r}"
+        for case in cases
     ]
     return {"kind": "assert", "test": "\n".join(lines) + "\n", "entry_point": fn_name}
 
@@ -189,12 +194,16 @@ def mutants(code: str, rng: random.Random) -> list[Mutant]:
     """Every single-site mutant of ``code`` (signature lines untouched), in an order drawn from ``rng``."""
     lines = code.splitlines(keepends=True)
     found: list[Mutant] = []
+    previous = None
     for token in tokenize.generate_tokens(io.StringIO(code).readline):
         row = token.start[0]
-        if lines[row - 1].lstrip().startswith("def "):
+        before, previous = previous, token
+        if row > len(lines) or lines[row - 1].lstrip().startswith("def "):
             continue
         swap = None
         if token.type == tokenize.OP:
+            if token.string == "-" and _unary(before):
+                continue  # "-1" → "+1" is no bug anyone writes; the number itself may still change
             swap = OPERATOR_SWAPS.get(token.string)
         elif token.type == tokenize.NAME:
             swap = NAME_SWAPS.get(token.string)
@@ -209,6 +218,15 @@ def mutants(code: str, rng: random.Random) -> list[Mutant]:
     found += _swapped_returns(lines)
     rng.shuffle(found)
     return found
+
+
+def _unary(before: tokenize.TokenInfo | None) -> bool:
+    """Whether a "-" after the token ``before`` is a sign rather than a subtraction."""
+    if before is None:
+        return True
+    if before.type == tokenize.OP:
+        return before.string not in (")", "]", "}")
+    return before.type == tokenize.NAME and keyword.iskeyword(before.string)
 
 
 def _swapped_returns(lines: list[str]) -> list[Mutant]:

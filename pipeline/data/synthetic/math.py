@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from pipeline.data.synthetic.base import Option, Options, Problem, Task, fraction, integer, problem_rng, subset
+from pipeline.data.synthetic.base import (
+    Option,
+    Options,
+    Problem,
+    Task,
+    fraction,
+    integer,
+    problem_rng,
+    subset,
+)
 
 NAME = "math"
 COLUMNS = ("answer",)
@@ -62,7 +71,9 @@ def format_number(value: Fraction) -> str:
     return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
 
 
-def solve(operands: list[int], ops: list[str], slip: tuple[int, int] | None = None) -> tuple[list[str], Fraction]:
+def solve(
+    operands: list[int], ops: list[str], slip: tuple[int, int] | None = None
+) -> tuple[list[str], Fraction]:
     """Evaluate with precedence, one reasoning line per operation; ``slip`` = (step, error) adds an error."""
     values: list[Fraction] = [Fraction(v) for v in operands]
     ops = list(ops)
@@ -76,7 +87,9 @@ def solve(operands: list[int], ops: list[str], slip: tuple[int, int] | None = No
             result = _APPLY[ops[i]](values[i], values[i + 1])
             if slip is not None and slip[0] == len(steps):
                 result += slip[1]
-            steps.append(f"{format_number(values[i])} {ops[i]} {format_number(values[i + 1])} = {format_number(result)}.")
+            steps.append(
+                f"{format_number(values[i])} {ops[i]} {format_number(values[i + 1])} = {format_number(result)}."
+            )
             values[i : i + 2] = [result]
             del ops[i]
     return steps, values[0]
@@ -94,8 +107,14 @@ def sample(rng: random.Random, options: Options) -> Problem:
             b = rng.randint(1, top)
             a = b + rng.randint(1, top)
         else:
-            a, b = rng.randint(1 if story.op == "+" else 2, top), rng.randint(1 if story.op == "+" else 2, top)
-        return Problem(key=f"word:{story.name}:{a}:{b}", params={"story": story.name, "operands": [a, b], "ops": [story.op]})
+            a, b = (
+                rng.randint(1 if story.op == "+" else 2, top),
+                rng.randint(1 if story.op == "+" else 2, top),
+            )
+        return Problem(
+            key=f"word:{story.name}:{a}:{b}",
+            params={"story": story.name, "operands": [a, b], "ops": [story.op]},
+        )
     terms = rng.randint(2, options["max_terms"])
     ops = [rng.choice(options["ops"]) for _ in range(terms - 1)]
     operands = [rng.randint(0, top)]
@@ -137,7 +156,9 @@ TASK = Task(
     name=NAME,
     columns=COLUMNS,
     options={
-        "flaw_rate": Option(0.3, fraction, "share of rows whose reasoning slips and whose boxed answer is wrong"),
+        "flaw_rate": Option(
+            0.3, fraction, "share of rows whose reasoning slips and whose boxed answer is wrong"
+        ),
         "max_operand": Option(20, integer(2, 10_000), "largest number in a problem"),
         "ops": Option(("+", "-", "*"), subset(OPS), "operations to draw from ('/' gives fractions like 3/4)"),
         "max_terms": Option(3, integer(2, 6), "most numbers in an expression"),

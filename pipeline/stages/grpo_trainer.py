@@ -1,0 +1,311 @@
+"""TRL's ``GRPOTrainer`` with what Nemotron-Cascade's RL adds: exact dynamic filtering, per-epoch prompt
+filtering, scoring of truncated completions, and the counters the stage summary needs.
+
+Everything hooks into three GRPOTrainer methods and changes nothing else of the algorithm:
+
+- ``_calculate_rewards``: rows get their full dataset columns back (the dataset itself carries only
+  the prompt, id, prompt mode and row index, so that nested columns never pass through Arrow); truncated
+  completions get ``truncated_reward``; zero-variance groups and per-prompt outcomes are recorded.
+  Rewards arrive gathered from every process, so every process records the same outcomes.
+- ``_generate_and_score_completions``: advantages of zero-variance groups are set to exactly 0.
+- ``_get_train_sampler``: with the epoch filter on, :class:`AdmittedRepeatSampler` draws the prompts.
+
+The state (filter state and counters) is written into every trainer checkpoint before HF writes
+``trainer_state.json`` (the file that marks a checkpoint complete), and read back on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+
+from pipeline.stages.grpo import ROW_COLUMN
+from pipeline.stages.grpo_filters import (
+    AdmittedRepeatSampler,
+    EpochFilterRule,
+    EpochFilterState,
+    group_totals,
+    zero_group_advantages,
+    zero_variance_groups,
+)
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "cascade_rl_state.json"
+
+
+@dataclass
+class RLOptions:
+    """The stage settings the trainer needs beyond ``GRPOConfig``."""
+
+    prompt_ids: list[str]  # the dataset's ``id`` column, in dataset order
+    side_rows: list[dict[str, Any]]  # full source rows, indexed by the dataset's ``row`` column
+    solve_threshold: float | None = None  # a completion is solved when its total reward reaches this
+    truncated_reward: float | None = (
+        None  # score of a completion cut at max_completion_length (None: as scored)
+    )
+    epoch_filter: EpochFilterRule | None = None  # None: the filter is off
+    on_epoch_filtered: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass
+class RLCounters:
+    """Exact counts over a trainer run (summed over every generation batch, all processes)."""
+
+    groups: int = 0
+    zero_std_groups: int = 0
+    completions: int = 0
+    scored: int = 0  # completions with at least one reward that was not None
+    solved: int = 0
+    truncated: int = 0
+
+
+class CascadeGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` with exact dynamic filtering, per-epoch filtering and truncated-answer scoring."""
+
+    def __init__(
+        self, *args: Any, rl: RLOptions, filter_state: EpochFilterState | None = None, **kwargs: Any
+    ):
+        self.rl = rl
+        self.counters = RLCounters()
+        self.filter_state = filter_state or EpochFilterState()
+        self._zero_groups: torch.Tensor | None = None
+        self._last_log: tuple[float, int] | None = None
+        super().__init__(*args, **kwargs)
+        self.add_callback(_RLCallback(self))
+
+    # ---------------------------------------------------------------------------------------------
+    # Sampling
+
+    def _get_train_sampler(self, dataset: Any = None) -> Any:
+        if self.rl.epoch_filter is None:
+            return super()._get_train_sampler(dataset)
+        return AdmittedRepeatSampler(
+            ids=self.rl.prompt_ids,
+            state=self.filter_state,
+            mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation,
+            seed=self.args.seed,
+        )
+
+    @property
+    def prompts_per_epoch(self) -> int:
+        per_batch = self.args.generation_batch_size // self.num_generations
+        return (len(self.rl.prompt_ids) // per_batch) * per_batch
+
+    # ---------------------------------------------------------------------------------------------
+    # Rewards, filtering, advantages
+
+    def _calculate_rewards(
+        self,
+        inputs: list[dict[str, Any]],
+        prompts: list[Any],
+        completions: list[Any],
+        completion_ids_list: Any,
+    ) -> torch.Tensor:
+        side = self.rl.side_rows
+        inputs = [{**side[x[ROW_COLUMN]], **x} if ROW_COLUMN in x else x for x in inputs]
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        device = rewards.device
+        stop = {*self.eos_token_ids, self._tokenizer.pad_token_id}
+        local_cut = torch.tensor(
+            [bool(ids) and ids[-1] not in stop for ids in completion_ids_list], device=device
+        )
+        truncated = self.accelerator.gather(local_cut.long()).bool()
+        if self.rl.truncated_reward is not None and truncated.any():
+            rewards[truncated] = float(self.rl.truncated_reward)
+        if self.model.training:
+            self._record(inputs, rewards, truncated)
+        return rewards
+
+    def _record(self, inputs: list[dict[str, Any]], rewards: torch.Tensor, truncated: torch.Tensor) -> None:
+        from accelerate.utils import gather_object
+
+        g = self.num_generations
+        totals = group_totals(rewards, self.reward_weights.tolist())
+        zero = zero_variance_groups(totals, g)
+        self._zero_groups = zero
+        scored = ~torch.isnan(totals)
+        c = self.counters
+        c.groups += int(zero.numel())
+        c.zero_std_groups += int(zero.sum())
+        c.completions += int(totals.numel())
+        c.scored += int(scored.sum())
+        c.truncated += int(truncated.sum())
+        metrics = self._metrics["train"]
+        metrics["filter/zero_std_groups"].append(float(zero.sum()))
+        metrics["filter/zero_std_frac"].append(float(zero.float().mean()))
+        metrics["completions/truncated"].append(float(truncated.sum()))
+        threshold = self.rl.solve_threshold
+        if threshold is None:
+            return
+        solved = scored & (torch.nan_to_num(totals, nan=-torch.inf) >= threshold)
+        c.solved += int(solved.sum())
+        metrics["accuracy"].append(float(solved.sum()) / max(1, int(scored.sum())))
+        if self.rl.epoch_filter is not None:
+            ids = gather_object([str(x["id"]) for x in inputs])
+            for pid, ok, has_score in zip(ids, solved.tolist(), scored.tolist(), strict=True):
+                self.filter_state.record(pid, ok, has_score)
+            self.filter_state.groups_in_epoch += int(zero.numel())
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        output = super()._generate_and_score_completions(inputs)
+        if self.model.training and self._zero_groups is not None:
+            start = self.accelerator.process_index * len(inputs)
+            output["advantages"] = zero_group_advantages(
+                output["advantages"], self._zero_groups, self.num_generations, start
+            )
+            self._zero_groups = None
+        return output
+
+    # ---------------------------------------------------------------------------------------------
+    # Epoch filter
+
+    def end_epoch(self, partial: bool = False) -> dict[str, Any] | None:
+        """Close the current epoch of the filter (a complete one, or a partial one when ``partial``)."""
+        state, rule = self.filter_state, self.rl.epoch_filter
+        if rule is None or (partial and not state.outcomes):
+            return None
+        if not partial and state.groups_in_epoch < self.prompts_per_epoch:
+            return None  # training stopped inside the epoch (max_steps): not an epoch boundary
+        record = state.close_epoch(self.rl.prompt_ids, rule, self.args.seed, partial=partial)
+        log.info(
+            "epoch filter after epoch %d%s: %d prompts seen, %d solved by all, %d by none; dropped %d easy, %d hard; "
+            "re-admitted %d easy, %d hard; %d admitted, %d excluded",
+            record["epoch"],
+            " (partial)" if partial else "",
+            record["seen"],
+            record["solved_all"],
+            record["unsolved_all"],
+            record["dropped_easy"],
+            record["dropped_hard"],
+            record["readmitted_easy"],
+            record["readmitted_hard"],
+            record["admitted"],
+            record["excluded_easy"] + record["excluded_hard"],
+        )
+        if self.rl.on_epoch_filtered is not None and self.accelerator.is_main_process:
+            self.rl.on_epoch_filtered(record)
+        return record
+
+    # ---------------------------------------------------------------------------------------------
+    # Logging, checkpoints
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        now, tokens = time.monotonic(), int(self.state.num_input_tokens_seen or 0)
+        if self.model.training and "loss" in logs:
+            if self._last_log is not None and now > self._last_log[0]:
+                logs["tokens_per_s"] = (tokens - self._last_log[1]) / (now - self._last_log[0])
+            self._last_log = (now, tokens)
+        super().log(logs, start_time)
+
+    def rl_state(self) -> dict[str, Any]:
+        return {"counters": asdict(self.counters), "epoch_filter": self.filter_state.to_dict()}
+
+    def load_rl_state(self, checkpoint: str | Path) -> None:
+        """Restore the filter state and counters saved in a trainer checkpoint (if it has them)."""
+        path = Path(checkpoint) / STATE_FILE
+        if not path.exists():
+            log.warning("%s has no %s; filter state and counters start afresh", checkpoint, STATE_FILE)
+            return
+        data = json.loads(path.read_text())
+        self.counters = RLCounters(**data.get("counters", {}))
+        self.filter_state.__dict__.update(EpochFilterState.from_dict(data.get("epoch_filter", {})).__dict__)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        if self.args.should_save:
+            ckpt = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            ckpt.mkdir(parents=True, exist_ok=True)
+            write_json(ckpt / STATE_FILE, self.rl_state())
+        super()._save_checkpoint(model, trial)
+
+
+class _RLCallback(TrainerCallback):
+    """Starts the throughput clock once a (resumed) run begins; closes the filter's epoch after each pass."""
+
+    def __init__(self, trainer: CascadeGRPOTrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.trainer._last_log = (time.monotonic(), int(state.num_input_tokens_seen or 0))
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.trainer.end_epoch()
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temp file, fsync, rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def counters_summary(counters: RLCounters | dict[str, int], threshold: float | None) -> dict[str, Any]:
+    """The exact filter and accuracy figures of the stage summary."""
+    c = counters if isinstance(counters, dict) else asdict(counters)
+    out: dict[str, Any] = {
+        "groups": c["groups"],
+        "zero_std_groups": c["zero_std_groups"],
+        "zero_std_fraction": round(c["zero_std_groups"] / c["groups"], 4) if c["groups"] else None,
+        "completions": c["completions"],
+        "unscored_completions": c["completions"] - c["scored"],
+        "truncated_fraction": round(c["truncated"] / c["completions"], 4) if c["completions"] else None,
+    }
+    if threshold is not None:
+        out["accuracy"] = round(c["solved"] / c["scored"], 4) if c["scored"] else None
+        out["solve_threshold"] = threshold
+    return out
+
+
+def history_summary(history: Sequence[dict[str, Any]], reward_names: Sequence[str]) -> dict[str, Any]:
+    """Per-stage figures TRL logs per step, reduced over a run's log history (means unless said otherwise)."""
+
+    def values(key: str) -> list[float]:
+        return [float(h[key]) for h in history if isinstance(h.get(key), (int, float)) and h[key] == h[key]]
+
+    def mean(key: str) -> float | None:
+        v = values(key)
+        return round(sum(v) / len(v), 5) if v else None
+
+    def last(key: str) -> float | None:
+        v = values(key)
+        return round(v[-1], 5) if v else None
+
+    lengths = values("completions/max_length")
+    return {
+        "rewards": {
+            name: {
+                "mean": mean(f"rewards/{name}/mean"),
+                "std": mean(f"rewards/{name}/std"),
+                "last": last(f"rewards/{name}/mean"),
+            }
+            for name in reward_names
+        },
+        "reward_mean": mean("reward"),
+        "reward_std": mean("reward_std"),
+        "reward_last": last("reward"),
+        "completion_length": {
+            "mean": mean("completions/mean_length"),
+            "max": max(lengths) if lengths else None,
+            "clipped_fraction": mean("completions/clipped_ratio"),
+        },
+        "frac_reward_zero_std": mean("frac_reward_zero_std"),
+        "entropy": mean("entropy"),
+        "clip_ratio": mean("clip_ratio/region_mean"),
+        "step_time_s": mean("step_time"),
+        "tokens_per_s": mean("tokens_per_s"),
+    }

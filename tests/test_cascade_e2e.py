@@ -1,0 +1,174 @@
+"""End to end on CPU: two SFT stages through `accelerate launch`, kill -9 and resume, two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import PYTHON, ROOT, subprocess_env
+
+RECIPE = str(ROOT / "tests" / "recipes" / "two-sft.yaml")
+
+
+def launch(
+    tmp: Path, *args: str, processes: int = 1, wait: bool = True, name: str = "e2e"
+) -> subprocess.Popen:
+    cmd = [
+        PYTHON, "-m", "accelerate.commands.launch", *(["--multi_gpu"] if processes > 1 else ["--cpu"]), "--num_processes", str(processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(ROOT / "launch" / "cascade.py"), f"recipe={RECIPE}", f"run.name={name}",
+        f"run.output_dir={tmp / 'runs'}", *args,
+    ]  # fmt: skip
+    log = open(tmp / f"{name}.log", "a")  # noqa: SIM115 - handed to the child process
+    proc = subprocess.Popen(
+        cmd, cwd=tmp, env=subprocess_env(OMP_NUM_THREADS="1"), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    if wait:
+        proc.wait(timeout=900)
+    return proc
+
+
+def ledger(run: Path) -> dict:
+    return json.loads((run / "ledger.json").read_text())
+
+
+def stage(run: Path, name: str) -> dict:
+    return next(s for s in ledger(run)["stages"] if s["name"] == name)
+
+
+def test_two_sft_stages_through_accelerate_launch(tmp_path: Path) -> None:
+    proc = launch(tmp_path)
+    log = (tmp_path / "e2e.log").read_text()
+    assert proc.returncode == 0, log[-3000:]
+    run = tmp_path / "runs" / "e2e"
+    data = ledger(run)
+    assert data["status"] == "done" and data["wall_s"] > 0
+    for name, steps in (("sft1", 6), ("sft2", 8)):
+        entry = stage(run, name)
+        assert entry["status"] == "done"
+        assert entry["summary"]["steps"] == steps and entry["summary"]["final_loss"] > 0
+        assert entry["summary"]["tokens"] > 0 and entry["started"] and entry["ended"]
+        final = run / entry["checkpoint"]
+        assert (final / "config.json").exists() and (final / "model.safetensors").exists()
+        assert (final / "tokenizer.json").exists() and (final / "chat_template.jinja").exists()
+        assert len(list((final.parent / "checkpoints").glob("checkpoint-*"))) <= 2  # bounded
+    # the run directory of ARCHITECTURE.md
+    for path in (
+        "config.yaml",
+        "evals/00-base.json",
+        "evals/01-sft1.json",
+        "evals/02-sft2.json",
+        "report.md",
+        "report.png",
+    ):
+        assert (run / path).exists(), path
+    assert stage(run, "sft2")["init_from"] == "stages/01-sft1/final"
+
+    # running the same command again trains nothing and says so
+    again = launch(tmp_path)
+    assert again.returncode == 0
+    assert stage(run, "sft1")["attempts"] == 1 and stage(run, "sft2")["attempts"] == 1
+    assert len(ledger(run)["sessions"]) == 2
+
+    # a changed done stage is refused with the way out in one sentence; accelerate launch turns every
+    # failure into its own exit status 1, a plain python launch keeps Cascade's exit code 2
+    changed = launch(tmp_path, "stages.sft1.train.learning_rate=0.01")
+    assert changed.returncode != 0
+    assert "run.rerun_from=sft1" in (tmp_path / "e2e.log").read_text()
+    plain = subprocess.run(
+        [PYTHON, str(ROOT / "launch" / "cascade.py"), f"recipe={RECIPE}", "run.name=e2e",
+         f"run.output_dir={tmp_path / 'runs'}", "stages.sft1.train.learning_rate=0.01"],
+        cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert plain.returncode == 2, plain.stderr[-2000:]
+    assert stage(run, "sft1")["status"] == "done"  # nothing finished was lost
+
+
+def test_kill_during_stage_2_then_resume(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "kill"
+    # slow stage 2 down a little so that the kill lands after its first checkpoint and before its end
+    args = ("stages.sft2.train.max_steps=40", "stages.sft2.train.save_steps=4")
+    proc = launch(tmp_path, *args, wait=False, name="kill")
+    ckpts = run / "stages" / "02-sft2" / "checkpoints"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = [
+            int(p.name.split("-")[1])
+            for p in ckpts.glob("checkpoint-*")
+            if (p / "trainer_state.json").exists()
+        ]
+        if done and max(done) >= 8:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, (
+        "the run ended before it could be killed: " + (tmp_path / "kill.log").read_text()[-2000:]
+    )
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = ledger(run)
+    assert stage(run, "sft1")["status"] == "done" and stage(run, "sft2")["status"] == "running"
+    sft1_mtime = (run / "stages/01-sft1/final/model.safetensors").stat().st_mtime
+    assert killed["status"] == "running"
+
+    resumed = launch(tmp_path, *args, name="kill")
+    log = (tmp_path / "kill.log").read_text()
+    assert resumed.returncode == 0, log[-3000:]
+    assert stage(run, "sft1")["attempts"] == 1  # stage 1 was not trained again
+    assert (run / "stages/01-sft1/final/model.safetensors").stat().st_mtime == sft1_mtime
+    sft2 = stage(run, "sft2")
+    assert sft2["status"] == "done" and sft2["attempts"] == 2 and sft2["summary"]["steps"] == 40
+    assert "stage sft2 resumes from" in log and "checkpoint-" in log
+
+
+def test_two_processes(tmp_path: Path) -> None:
+    proc = launch(tmp_path, processes=2, name="ddp")
+    log = (tmp_path / "ddp.log").read_text()
+    assert proc.returncode == 0, log[-3000:]
+    run = tmp_path / "runs" / "ddp"
+    data = ledger(run)
+    assert data["status"] == "done" and data["sessions"][0]["processes"] == 2
+    assert stage(run, "sft2")["summary"]["steps"] == 8
+
+    # sharded evaluation gives the same completions and scores as one process
+    final = run / stage(run, "sft2")["checkpoint"]
+    outs = {}
+    for n in (1, 2):
+        out = tmp_path / f"eval{n}.json"
+        cmd = [
+            PYTHON, "-m", "accelerate.commands.launch", *(["--multi_gpu"] if n > 1 else ["--cpu"]), "--num_processes", str(n), "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "launch" / "evaluate.py"),
+            f"recipe={RECIPE}", f"checkpoint={final}", f"out={out}", f"run.output_dir={tmp_path / 'runs'}",
+        ]  # fmt: skip
+        res = subprocess.run(
+            cmd,
+            cwd=tmp_path,
+            env=subprocess_env(OMP_NUM_THREADS="1"),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert res.returncode == 0, res.stderr[-3000:]
+        outs[n] = json.loads(out.read_text())["benchmarks"]["ifeval"]
+    assert outs[1]["score"] == outs[2]["score"]
+    assert [s["completions"] for s in outs[1]["samples"]] == [s["completions"] for s in outs[2]["samples"]]
+
+
+def test_failure_in_a_stage_is_recorded(tmp_path: Path) -> None:
+    """A stage that cannot load its data fails the run (exit 2 for a data problem) and keeps stage 1."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "x"}\n' * 10)
+    proc = subprocess.run(
+        [PYTHON, str(ROOT / "launch" / "cascade.py"), f"recipe={RECIPE}", "run.name=bad",
+         f"run.output_dir={tmp_path / 'runs'}", f"stages.sft2.data=[{{source: {bad}}}]"],
+        cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    log = proc.stderr
+    assert proc.returncode == 2, log[-2000:]
+    assert "dropped 10 of 10 rows" in log
+    run = tmp_path / "runs" / "bad"
+    assert stage(run, "sft1")["status"] == "done"
