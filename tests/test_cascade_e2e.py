@@ -172,3 +172,21 @@ def test_failure_in_a_stage_is_recorded(tmp_path: Path) -> None:
     assert "dropped 10 of 10 rows" in log
     run = tmp_path / "runs" / "bad"
     assert stage(run, "sft1")["status"] == "done"
+
+
+def test_wandb_offline_run_per_cascade(tmp_path: Path) -> None:
+    """tracking.mode=offline: one wandb run in the run directory, the resolved recipe as its config."""
+    env = subprocess_env()
+    env.pop("WANDB_MODE")  # the test environment disables wandb; this test wants the recipe's mode
+    proc = subprocess.run(
+        [PYTHON, str(ROOT / "launch" / "cascade.py"), f"recipe={RECIPE}", "run.name=wb",
+         f"run.output_dir={tmp_path / 'runs'}", "tracking.mode=offline", "~benchmarks"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = list((tmp_path / "runs" / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    data = (runs[0] / f"run-{runs[0].name.rsplit('-', 1)[-1]}.wandb").read_bytes()
+    assert b"tokenizer_corpus_rows" in data  # the resolved recipe is the run's config
+    assert b"sft1/loss" in data and b"sft2/loss" in data  # metrics namespaced by stage
+    assert b"cascade/report" in data  # the report table
