@@ -1,0 +1,1087 @@
+"""The inside of the code sandbox: a zygote that forks one child per program, the harnesses that run a
+program against its tests, and the value codec both sides of the sandbox share.
+
+This file has two lives. The reward process imports it for :func:`encode_value` / :func:`decode_value`
+and the frame helpers. The sandbox runs its *source* with ``python -I -S -c <source> zygote <config>``
+(the project is not visible inside the sandbox), so it uses the standard library only and never
+imports the project. Run as ``... launch <config>`` it is the privilege-dropping launcher that starts
+bubblewrap as an unprivileged user when the reward process runs as root (see ``rewards/sandbox.py``).
+
+Why a zygote: starting an interpreter costs 10-40 ms, forking a warm one costs about a millisecond.
+The zygote imports the modules programs commonly use, freezes its heap, then serves requests one at a
+time over a length-prefixed JSON protocol on its stdin/stdout. Each program runs in a forked child
+with fresh stdio (memfds), its own session and process group, rlimits, and an empty scratch directory;
+after every request the zygote kills every process left in the sandbox and wipes the scratch space.
+
+Where a pass is decided (the anti-reward-hacking design):
+
+* ``stdio`` -- the child's stdout *is* the answer. The zygote returns it with the exit status; the
+  reward process compares it with the expected output, which never enters the sandbox. A program that
+  prints the right answer and then exits early (``sys.exit(0)``, ``os._exit(0)`` after a flush) has
+  solved the case; an early exit before the right output is printed has not, and a non-zero exit,
+  a signal or a timeout fails the case whatever was printed.
+* ``call`` -- the harness calls the function once per case and streams each result, encoded by
+  :func:`encode_value`, to a report memfd. Expected values never enter the sandbox: the reward process
+  decodes the results into exact built-in types and compares there, so objects whose ``__eq__`` always
+  answers True cannot even be transferred, and forged report lines would have to contain the right
+  answers. Cases with no result (early exit, crash, timeout) fail.
+* ``assert`` (isolated, the default) -- the program and the test run in *two* processes. The solution
+  process only serves calls: it executes the program, then answers ``call name(args)`` requests over a
+  socketpair with encoded return values. The checker process, forked separately from the pristine
+  zygote, executes the test code and calls ``check(candidate)`` where ``candidate`` (and any other
+  name the test needs from the program) is a proxy that forwards the call. The checker only ever holds
+  exact built-in values decoded from the solution's replies, and writes its verdict to a memfd that was
+  created after the solution was forked, so the solution process holds no descriptor for it, and it
+  cannot reach the checker's memory or descriptors either (the zygote is non-dumpable, which blocks
+  ptrace, ``/proc/<pid>/mem`` and ``/proc/<pid>/fd``). Exit tricks, overridden builtins, patched
+  modules, monkeypatched harness code and printed "all tests passed" lines all stay inside the
+  solution process, where they decide nothing.
+* ``assert`` (in-process, opt-in) -- for tests whose arguments cannot cross a process boundary (e.g.
+  callables or custom objects), the program and the test share one process as in the classic HumanEval
+  harness. Builtins are restored before the test runs, the candidate's return values are passed
+  through the codec (so ``__eq__`` tricks fail), and the verdict must carry a per-run random nonce
+  written to a memfd only after ``check`` returned. A program that deliberately introspects the
+  harness's own frames or descriptors can forge that verdict; this mode is documented as weaker.
+
+And one invariant for all kinds: nothing derived from the tests ever enters the zygote's own memory,
+which every later program inherits when it is forked. Expected values are never sent at all; an
+assert test arrives as a raw frame that the zygote moves into a memfd with ``splice(2)`` without
+reading it, and the checker's verdict and stderr (which may quote expected values) leave the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import math
+import os
+import struct
+import sys
+
+# --------------------------------------------------------------------------------------------------
+# Framing: 4-byte big-endian length + UTF-8 JSON, used between the reward process and the zygote and
+# between the solution and checker processes of an isolated assert run.
+# --------------------------------------------------------------------------------------------------
+
+MAX_FRAME = 64 << 20
+_HEADER = struct.Struct(">I")
+
+
+def frame(obj: object) -> bytes:
+    """Serialise one message for the wire."""
+    data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    if len(data) > MAX_FRAME:
+        raise ValueError(f"message of {len(data)} bytes exceeds the {MAX_FRAME}-byte frame limit")
+    return _HEADER.pack(len(data)) + data
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int) -> object | None:
+    """Read one message from a blocking descriptor; ``None`` at end of stream."""
+    header = _read_exact(fd, _HEADER.size)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_FRAME:
+        raise ValueError(f"incoming frame of {size} bytes exceeds the limit")
+    body = _read_exact(fd, size)
+    if body is None:
+        return None
+    return json.loads(body)
+
+
+def write_frame(fd: int, obj: object) -> None:
+    """Write one message to a blocking descriptor."""
+    data = memoryview(frame(obj))
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+# --------------------------------------------------------------------------------------------------
+# Value codec. Values cross the sandbox boundary as JSON with a few tagged forms. Encoding accepts only
+# exact built-in types (subclasses are reduced to their built-in value through the base type's own
+# methods, so overridden dunders never run) and decoding builds exact built-in types, which is what
+# makes comparisons on the trusted side immune to objects with rigged ``__eq__``.
+# --------------------------------------------------------------------------------------------------
+
+_TAG = "__t"
+_MAX_DEPTH = 200
+_MAX_ITEMS = 1_000_000
+_BIG_INT_BITS = 8000  # beyond this, ints travel as hex (decimal conversion is capped by CPython)
+_MAX_HEX_DIGITS = 100_000  # the largest int accepted when decoding (400k bits)
+
+
+class TransferError(TypeError):
+    """A value that cannot cross the sandbox boundary."""
+
+
+def encode_value(value: object, _depth: int = 0) -> object:
+    """A JSON-compatible form of ``value`` built from exact built-in types only."""
+    if _depth > _MAX_DEPTH:
+        raise TransferError("value nested too deeply (or cyclic)")
+    t = type(value)
+    if value is None or t is bool or t is str:
+        return value
+    if t is int:
+        return {_TAG: "int", "v": hex(value)} if value.bit_length() > _BIG_INT_BITS else value
+    if t is float:
+        return value if math.isfinite(value) else {_TAG: "float", "v": repr(value)}
+    if t is list:
+        return [encode_value(v, _depth + 1) for v in value]
+    if t is tuple:
+        return {_TAG: "tuple", "v": [encode_value(v, _depth + 1) for v in value]}
+    if t is dict:
+        if all(type(k) is str for k in value) and _TAG not in value:
+            return {k: encode_value(v, _depth + 1) for k, v in value.items()}
+        return {
+            _TAG: "dict",
+            "v": [[encode_value(k, _depth + 1), encode_value(v, _depth + 1)] for k, v in value.items()],
+        }
+    if t is set or t is frozenset:
+        return {_TAG: t.__name__, "v": [encode_value(v, _depth + 1) for v in value]}
+    if t is bytes or t is bytearray:
+        return {_TAG: "bytes", "v": base64.b64encode(bytes(value)).decode()}
+    if t is complex:
+        return {_TAG: "complex", "v": [encode_value(value.real), encode_value(value.imag)]}
+    if t is range:  # materialised like an iterator, so the receiving side never expands a huge range
+        if len(value) > _MAX_ITEMS:
+            raise TransferError("range too long to transfer")
+        return list(value)
+    # Subclasses of built-ins: take the built-in value through the base type's own slot.
+    for base, convert in _BASE_CONVERTERS:
+        if isinstance(value, base):
+            return encode_value(convert(value), _depth + 1)
+    # Iterators and generators are materialised (a test may well call list() on them), within limits.
+    if hasattr(t, "__next__") and hasattr(t, "__iter__"):
+        items = []
+        for item in value:  # type: ignore[attr-defined]
+            items.append(encode_value(item, _depth + 1))
+            if len(items) > _MAX_ITEMS:
+                raise TransferError("iterator yields too many items")
+        return {_TAG: "iter", "v": items}
+    # numpy scalars and arrays: their plain-Python form (whatever it returns is re-checked).
+    if t.__module__.split(".")[0] == "numpy" and hasattr(value, "tolist"):
+        return encode_value(value.tolist(), _depth + 1)
+    raise TransferError(f"cannot transfer a value of type {t.__module__}.{t.__qualname__}")
+
+
+_BASE_CONVERTERS = (
+    (bool, bool.__bool__),
+    (int, int.__int__),
+    (float, float.__float__),
+    (str, str.__str__),
+    (bytes, bytes),
+    (list, lambda v: list(list.__iter__(v))),
+    (tuple, lambda v: tuple(tuple.__iter__(v))),
+    (dict, lambda v: dict(dict.items(v))),
+    (frozenset, lambda v: frozenset(frozenset.__iter__(v))),
+    (set, lambda v: set(set.__iter__(v))),
+)
+
+
+def decode_value(data: object, _depth: int = 0) -> object:
+    """The Python value of an encoded form; raises ``TransferError`` on anything malformed."""
+    if _depth > _MAX_DEPTH:
+        raise TransferError("encoded value nested too deeply")
+    t = type(data)
+    if data is None or t is bool or t is str or t is int or t is float:
+        return data
+    if t is list:
+        return [decode_value(v, _depth + 1) for v in data]
+    if t is not dict:
+        raise TransferError(f"malformed encoded value of type {t.__name__}")
+    tag = data.get(_TAG)
+    if tag is None:
+        return {k: decode_value(v, _depth + 1) for k, v in data.items()}
+    v = data.get("v")
+    try:
+        if tag == "int":
+            if len(v) > _MAX_HEX_DIGITS:
+                raise TransferError("integer too large")
+            return int(v, 16)
+        if tag == "float":
+            return float(v)
+        if tag == "tuple":
+            return tuple(decode_value(x, _depth + 1) for x in v)
+        if tag == "iter":
+            return iter([decode_value(x, _depth + 1) for x in v])
+        if tag == "dict":
+            return {decode_value(k, _depth + 1): decode_value(x, _depth + 1) for k, x in v}
+        if tag == "set":
+            return {decode_value(x, _depth + 1) for x in v}
+        if tag == "frozenset":
+            return frozenset(decode_value(x, _depth + 1) for x in v)
+        if tag == "bytes":
+            return base64.b64decode(v)
+        if tag == "complex":
+            return complex(decode_value(v[0], _depth + 1), decode_value(v[1], _depth + 1))
+    except TransferError:
+        raise
+    except Exception as exc:  # malformed payload from an untrusted peer
+        raise TransferError(f"malformed encoded {tag}: {exc}") from None
+    raise TransferError(f"unknown encoded tag {tag!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Zygote. Everything below runs inside the sandbox only.
+# --------------------------------------------------------------------------------------------------
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+_SIGNAL_NAMES = {
+    6: "SIGABRT",
+    9: "SIGKILL",
+    11: "SIGSEGV",
+    15: "SIGTERM",
+    24: "SIGXCPU",
+    25: "SIGXFSZ",
+    7: "SIGBUS",
+    8: "SIGFPE",
+    4: "SIGILL",
+}
+
+
+class _Zygote:
+    """The request loop and the per-request process management."""
+
+    def __init__(self, config: dict) -> None:
+        import builtins
+        import ctypes
+        import io
+        import signal
+        import site
+
+        self.cfg = config
+        self.namespaced = bool(config.get("namespaced"))
+        self.scratch = config["scratch"]
+        self.wipe_dirs = [d for d in config.get("wipe", []) if os.path.isdir(d)]
+        self.req_fd = os.dup(0)
+        self.resp_fd = os.dup(1)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.close(null)
+        self._io, self._signal, self._builtins = io, signal, builtins
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._exit = os._exit  # captured before any user code can rebind os._exit
+        if hasattr(sys, "set_int_max_str_digits"):
+            sys.set_int_max_str_digits(0)
+        for path in config.get("site_paths", []):
+            if path not in sys.path:
+                sys.path.append(path)
+        site.setquit()  # `exit()` / `quit()` exist in a normal interpreter; -S skipped them
+        # Non-dumpable: no process of the sandbox may ptrace this one or its children, or read their
+        # memory and descriptors through /proc. Subreaper: orphans of a program come back to us.
+        self._libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        self._libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        if not self.namespaced:  # in bubblewrap, --die-with-parent does this for the whole sandbox
+            self._libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() == 1:
+                self._exit(1)
+        for name in config.get("preload", []):
+            with contextlib.suppress(Exception):  # a module this interpreter lacks is not preloaded
+                __import__(name)
+        import atexit
+        import gc
+
+        self._atexit = atexit
+        self._builtins_snapshot = dict(builtins.__dict__)
+        gc.collect()
+        gc.freeze()  # keep the warm heap shared copy-on-write with every child
+        self.jobs = 0
+
+    # ---------------------------------------------------------------- request loop
+    def serve(self) -> None:
+        write_frame(
+            self.resp_fd,
+            {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0]},
+        )
+        while True:
+            request = read_frame(self.req_fd)
+            if request is None:
+                return
+            attachments: list[tuple[str, int, int]] = []
+            try:
+                # An assert test arrives as a raw frame right after its request. It goes from the pipe
+                # into a memfd with splice(2) and never through this process's memory, which every
+                # later program inherits when it is forked (see the module docstring).
+                test_fd = self._splice_in() if request.get("test_follows") else None
+                try:
+                    response = self.handle(request, test_fd, attachments)
+                finally:
+                    if test_fd is not None:
+                        os.close(test_fd)
+            except Exception as exc:
+                import traceback
+
+                response = {"status": "internal_error", "error": "".join(traceback.format_exception(exc))}
+            response.update(self.cleanup())
+            response["attachments"] = [name for name, _, _ in attachments]
+            write_frame(self.resp_fd, response)
+            # Program output and checker output go back with splice(2): no copy through this process
+            # (fast for big outputs, and checker output may quote expected values).
+            for _, fd, limit in attachments:
+                self._splice_out(fd, limit)
+                os.close(fd)
+
+    def _splice_in(self) -> int:
+        header = _read_exact(self.req_fd, _HEADER.size)
+        if header is None:
+            raise EOFError("request stream ended inside a frame")
+        (remaining,) = _HEADER.unpack(header)
+        fd = os.memfd_create("test", os.MFD_CLOEXEC)
+        while remaining:
+            moved = os.splice(self.req_fd, fd, remaining)
+            if moved <= 0:
+                raise EOFError("request stream ended inside a frame")
+            remaining -= moved
+        return fd
+
+    def _splice_out(self, fd: int, limit: int) -> None:
+        size = min(os.fstat(fd).st_size, limit, MAX_FRAME)
+        os.write(self.resp_fd, _HEADER.pack(size))
+        offset = 0
+        while offset < size:
+            moved = os.splice(fd, self.resp_fd, size - offset, offset_src=offset)
+            if moved <= 0:
+                raise OSError("could not pass an attachment on")
+            offset += moved
+
+    def handle(self, req: dict, test_fd: int | None, attachments: list[tuple[str, int, int]]) -> dict:
+        op = req.get("op")
+        if op == "ping":
+            return {"status": "ok"}
+        if op != "run":
+            return {"status": "internal_error", "error": f"unknown op {op!r}"}
+        self.jobs += 1
+        limits = req["limits"]
+        job_dir = os.path.join(self.scratch, f"job-{self.jobs}")
+        os.mkdir(job_dir, 0o700)
+        mode = req["mode"]
+        if mode == "stdio":
+            return self._run_stdio(req, limits, job_dir, attachments)
+        if mode == "call":
+            return self._run_call(req, limits, job_dir)
+        if mode == "assert" and test_fd is not None:
+            if req.get("isolated", True):
+                return self._run_assert_isolated(req, test_fd, limits, job_dir, attachments)
+            return self._run_assert_inprocess(req, test_fd, limits, job_dir, attachments)
+        return {"status": "internal_error", "error": f"unknown mode {mode!r}"}
+
+    # ---------------------------------------------------------------- modes
+    def _run_stdio(
+        self, req: dict, limits: dict, job_dir: str, attachments: list[tuple[str, int, int]]
+    ) -> dict:
+        stdin = self._memfd("stdin", req.get("stdin", "").encode("utf-8", "surrogateescape"))
+        out, err = self._memfd("stdout"), self._memfd("stderr")
+        code = req["code"]
+        pid = self._spawn(lambda: _child_stdio(code, self._exit), limits, [stdin, out, err], job_dir)
+        status = self._wait([pid], pid, limits)
+        result = self._describe(status, limits)
+        result["stdout_truncated"] = os.fstat(out).st_size > limits["output_bytes"]
+        result["stderr"] = self._read_tail(err)
+        for fd in (stdin, err):
+            os.close(fd)
+        attachments.append(("stdout", out, limits["output_bytes"]))
+        return result
+
+    def _run_call(self, req: dict, limits: dict, job_dir: str) -> dict:
+        null = os.open(os.devnull, os.O_RDONLY)
+        out, err, report = self._memfd("stdout"), self._memfd("stderr"), self._memfd("report")
+        code, fn_name, cases = req["code"], req["fn_name"], req["cases"]
+        pid = self._spawn(
+            lambda: _child_call(code, fn_name, cases, 3, self._exit),
+            limits,
+            [null, out, err, report],
+            job_dir,
+        )
+        status = self._wait([pid], pid, limits)
+        result = self._describe(status, limits)
+        raw, _ = self._read_memfd(report, limits["fsize_bytes"])
+        result["records"] = raw
+        result["stdout"], result["stdout_truncated"] = self._read_memfd(out, 4096)
+        result["stderr"] = self._read_tail(err)
+        for fd in (null, out, err, report):
+            os.close(fd)
+        return result
+
+    def _run_assert_isolated(
+        self, req: dict, test_fd: int, limits: dict, job_dir: str, attachments: list[tuple[str, int, int]]
+    ) -> dict:
+        import socket
+
+        null, null_out = os.open(os.devnull, os.O_RDONLY), os.open(os.devnull, os.O_WRONLY)
+        sol_sock, chk_sock = socket.socketpair()
+        sol_out, sol_err = self._memfd("stdout"), self._memfd("stderr")
+        code = req["code"]
+        sol_fd = sol_sock.fileno()
+        solution = self._spawn(
+            lambda: _child_serve(code, 3, self._exit), limits, [null, sol_out, sol_err, sol_fd], job_dir
+        )
+        sol_sock.close()
+        # Created only now, after the solution was forked: the solution never holds this descriptor.
+        verdict, chk_err = self._memfd("verdict"), self._memfd("stderr")
+        entry_point = req["entry_point"]
+        chk_fd = chk_sock.fileno()
+        checker = self._spawn(
+            lambda: _child_check(5, entry_point, 3, 4, self._exit),
+            limits,
+            [null, null_out, chk_err, chk_fd, verdict, test_fd],
+            job_dir,
+        )
+        chk_sock.close()
+        status = self._wait([solution, checker], checker, limits)
+        result = self._describe(status, limits)
+        result["stdout"], result["stdout_truncated"] = self._read_memfd(sol_out, 4096)
+        result["stderr"] = self._read_tail(sol_err)
+        for fd in (null, null_out, sol_out, sol_err):
+            os.close(fd)
+        # The verdict and the checker's stderr may quote expected values: the reward process reads them.
+        attachments += [("verdict", verdict, 1 << 20), ("checker_stderr", self._tail_fd(chk_err), 4096)]
+        return result
+
+    def _run_assert_inprocess(
+        self, req: dict, test_fd: int, limits: dict, job_dir: str, attachments: list[tuple[str, int, int]]
+    ) -> dict:
+        null = os.open(os.devnull, os.O_RDONLY)
+        out, err, verdict = self._memfd("stdout"), self._memfd("stderr"), self._memfd("verdict")
+        code, entry_point, nonce = req["code"], req["entry_point"], req["nonce"]
+        snapshot = self._builtins_snapshot
+        pid = self._spawn(
+            lambda: _child_inprocess_assert(code, 4, entry_point, 3, nonce, snapshot, self._exit),
+            limits,
+            [null, out, err, verdict, test_fd],
+            job_dir,
+        )
+        status = self._wait([pid], pid, limits)
+        result = self._describe(status, limits)
+        result["stdout"], result["stdout_truncated"] = self._read_memfd(out, 4096)
+        for fd in (null, out):
+            os.close(fd)
+        attachments += [("verdict", verdict, 1 << 20), ("stderr", self._tail_fd(err), 4096)]
+        return result
+
+    def _tail_fd(self, fd: int, limit: int = 4096) -> int:
+        """A memfd holding the last ``limit`` bytes of ``fd`` (which is closed), copied in the kernel."""
+        size = os.fstat(fd).st_size
+        if size <= limit:
+            return fd
+        tail = self._memfd("tail")
+        os.copy_file_range(fd, tail, limit, size - limit, 0)
+        os.close(fd)
+        return tail
+
+    # ---------------------------------------------------------------- processes
+    def _memfd(self, name: str, content: bytes = b"") -> int:
+        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        if content:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+    def _read_memfd(self, fd: int, limit: int) -> tuple[str, bool]:
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, min(size, limit), 0) if size else b""
+        return data.decode("utf-8", "replace"), size > limit
+
+    def _read_tail(self, fd: int, limit: int = 4096) -> str:
+        size = os.fstat(fd).st_size
+        start = max(0, size - limit)
+        return os.pread(fd, size - start, start).decode("utf-8", "replace") if size else ""
+
+    def _spawn(self, target, limits: dict, fds: list[int], job_dir: str) -> int:
+        """Fork a child running ``target`` with ``fds`` as its descriptors 0..n-1 and nothing else."""
+        import fcntl
+        import resource
+
+        pid = os.fork()
+        if pid:
+            return pid
+        try:  # child: never returns into the zygote's code
+            os.setsid()  # own session and process group: killable as a unit, no controlling tty
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in fds]
+            for target_fd, fd in enumerate(high):
+                os.dup2(fd, target_fd)
+            os.closerange(len(fds), 1 << 20)
+            self._libc.prctl(PR_SET_PDEATHSIG, self._signal.SIGKILL, 0, 0, 0)
+            os.chdir(job_dir)
+            os.environ["HOME"] = job_dir
+            os.environ["TMPDIR"] = job_dir
+            cpu = int(limits["cpu_s"])
+            memory = int(limits["memory_bytes"])
+            settings = [
+                (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+                (resource.RLIMIT_AS, (memory, memory)),
+                (resource.RLIMIT_FSIZE, (limits["fsize_bytes"], limits["fsize_bytes"])),
+                (resource.RLIMIT_NOFILE, (limits["nofile"], limits["nofile"])),
+                (resource.RLIMIT_CORE, (0, 0)),
+            ]
+            if limits.get("nproc"):
+                settings.append((resource.RLIMIT_NPROC, (limits["nproc"], limits["nproc"])))
+            for which, value in settings:
+                resource.setrlimit(which, value)
+            self._reset_interpreter()
+            target()
+        except BaseException:
+            try:
+                import traceback
+
+                os.write(2, traceback.format_exc().encode()[-4000:])
+            finally:
+                self._exit(125)
+        self._exit(125)
+        return 0  # unreachable
+
+    def _reset_interpreter(self) -> None:
+        """Give the child the interpreter state a fresh ``python`` would have."""
+        io = self._io
+        sys.stdin = sys.__stdin__ = io.open(0, "r", encoding="utf-8", errors="surrogateescape", closefd=False)
+        sys.stdout = sys.__stdout__ = io.open(
+            1, "w", encoding="utf-8", errors="surrogateescape", closefd=False
+        )
+        sys.stderr = sys.__stderr__ = io.open(
+            2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
+        )
+        sys.argv = ["solution.py"]
+        self._atexit._clear()
+        # The zygote's own module stays out of the program's reach by name.
+        sys.modules["__main__"] = type(sys)("__main__")
+
+    def _wait(self, pids: list[int], main: int, limits: dict) -> dict:
+        """Wait for ``main`` to exit, enforcing the wall clock and the job's total memory."""
+        import select
+        import time
+
+        start = time.monotonic()
+        deadline = start + float(limits["wall_s"])
+        memory_cap = int(limits["memory_bytes"])
+        poller = select.poll()
+        pidfd = os.pidfd_open(main)
+        poller.register(pidfd, select.POLLIN)
+        verdict = None
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    verdict = "timeout"
+                    break
+                if poller.poll(min(remaining, 0.025) * 1000):
+                    break
+                if self.namespaced and self._job_rss() > memory_cap:
+                    verdict = "memory"
+                    break
+        finally:
+            poller.unregister(pidfd)
+            os.close(pidfd)
+        for pid in pids:  # stop the whole job (both processes of an isolated assert run)
+            self._killpg(pid)
+        raw = 0
+        for pid in pids:
+            _, status = os.waitpid(pid, 0)
+            if pid == main:
+                raw = status
+        return {"raw": raw, "verdict": verdict, "wall_s": round(time.monotonic() - start, 4)}
+
+    def _describe(self, status: dict, limits: dict) -> dict:
+        raw = status["raw"]
+        result: dict = {"wall_s": status["wall_s"], "exit_code": None, "signal": None}
+        if os.WIFEXITED(raw):
+            result["exit_code"] = os.WEXITSTATUS(raw)
+        elif os.WIFSIGNALED(raw):
+            result["signal"] = _SIGNAL_NAMES.get(os.WTERMSIG(raw), str(os.WTERMSIG(raw)))
+        if status["verdict"] == "timeout":
+            result["status"] = "timeout"
+        elif status["verdict"] == "memory":
+            result["status"] = "memory_limit"
+        elif result["signal"] == "SIGXCPU":
+            result["status"] = "timeout"
+        elif result["signal"] is not None:
+            result["status"] = "killed"
+        elif result["exit_code"] != 0:
+            result["status"] = "runtime_error"
+        else:
+            result["status"] = "ok"
+        return result
+
+    def _killpg(self, pid: int) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, self._signal.SIGKILL)
+
+    # ---------------------------------------------------------------- cleanup between programs
+    def _job_pids(self) -> list[int]:
+        """Every process of the sandbox except its init and the zygote (namespaced mode only)."""
+        me = os.getpid()
+        return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
+
+    def _job_rss(self) -> int:
+        page = os.sysconf("SC_PAGE_SIZE")
+        total = 0
+        for pid in self._job_pids():
+            try:
+                with open(f"/proc/{pid}/statm", "rb") as f:
+                    total += int(f.read().split()[1]) * page
+            except (OSError, IndexError, ValueError):
+                continue
+        return total
+
+    def _children(self) -> list[int]:
+        """Direct children of the zygote (orphans are re-parented here: we are a subreaper)."""
+        kids: list[int] = []
+        me = os.getpid()
+        try:
+            for tid in os.listdir(f"/proc/{me}/task"):
+                with open(f"/proc/{me}/task/{tid}/children") as f:
+                    kids.extend(int(x) for x in f.read().split())
+            return kids
+        except OSError:
+            pass
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                if int(fields[1]) == me:
+                    kids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+        return kids
+
+    def cleanup(self) -> dict:
+        """Kill every process the program left behind and wipe the scratch space."""
+        import errno
+        import shutil
+        import time
+
+        leftovers = 0
+        give_up = time.monotonic() + 5.0
+        while time.monotonic() < give_up:
+            if self.namespaced:
+                # kill(-1) reaches every process of the sandbox's PID namespace except its init and us.
+                alive = self._job_pids()
+                try:
+                    os.kill(-1, self._signal.SIGKILL)
+                except OSError as exc:
+                    if exc.errno != errno.ESRCH:
+                        raise
+            else:
+                alive = self._children()
+                for pid in alive:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, self._signal.SIGKILL)
+            leftovers += len(alive)
+            while time.monotonic() < give_up:  # reap everything that died
+                try:
+                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    time.sleep(0.001)
+            if not (self._job_pids() if self.namespaced else self._children()):
+                break
+        else:
+            leftovers += 1  # something would not die: never reuse this sandbox
+        suspicious = leftovers > 0
+        for directory in self.wipe_dirs:
+            for entry in os.listdir(directory):
+                path = os.path.join(directory, entry)
+                try:
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, onerror=_force_remove)
+                    else:
+                        os.unlink(path)
+                except OSError:
+                    suspicious = True
+        if self.namespaced and _sysv_ipc_in_use():
+            suspicious = True  # SysV IPC objects outlive processes; a fresh sandbox drops them
+        return {"leftovers": leftovers, "suspicious": suspicious}
+
+
+def _force_remove(func, path, _exc) -> None:  # type: ignore[no-untyped-def]
+    """rmtree error hook: a program may have removed write/search permission from its own files."""
+    try:
+        os.chmod(os.path.dirname(path), 0o700)
+        os.chmod(path, 0o700)
+    except OSError:
+        pass
+    func(path)
+
+
+def _sysv_ipc_in_use() -> bool:
+    for kind in ("shm", "sem", "msg"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                if len(f.read().splitlines()) > 1:
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+# --------------------------------------------------------------------------------------------------
+# Child harnesses. Each runs in a forked child and ends with the captured os._exit; user code can raise
+# anything, rebind os._exit or exit early: none of it returns into the zygote.
+# --------------------------------------------------------------------------------------------------
+
+
+def _fresh_module(name: str) -> dict:
+    """A new module namespace for the program, installed as ``sys.modules[name]``."""
+    import builtins
+    import types
+
+    module = types.ModuleType(name)
+    module.__dict__.update({"__builtins__": builtins, "__file__": "solution.py"})
+    sys.modules[name] = module
+    return module.__dict__
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """What CPython's exit status would be for an uncaught SystemExit."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def _finish_like_python() -> None:
+    """Join non-daemon threads and run atexit handlers, as interpreter shutdown does."""
+    import atexit
+    import threading
+
+    main = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+
+
+def _describe_exception(exc: BaseException) -> str:
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except BaseException:
+        text = "exception (unprintable)"
+    return text[:2000]
+
+
+def _child_stdio(code: str, hard_exit) -> None:  # type: ignore[no-untyped-def]
+    import traceback
+
+    namespace = _fresh_module("__main__")
+    status = 0
+    try:
+        exec(compile(code, "solution.py", "exec"), namespace)
+    except SystemExit as exc:
+        status = _exit_code(exc)
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    try:
+        _finish_like_python()
+    except SystemExit as exc:
+        status = status or _exit_code(exc)
+    except BaseException:
+        traceback.print_exc()
+        status = status or 1
+    for stream in (sys.stdout, sys.__stdout__, sys.stderr, sys.__stderr__):
+        try:
+            if stream is None or getattr(stream, "closed", False):
+                continue
+            stream.flush()
+        except BaseException:
+            status = status or 120  # CPython's status when flushing stdout fails at exit
+    hard_exit(status)
+
+
+def _resolve(namespace: dict, fn_name: str):  # type: ignore[no-untyped-def]
+    fn = namespace.get(fn_name)
+    if callable(fn) and not isinstance(fn, type):
+        return fn
+    solution = namespace.get("Solution")  # LeetCode style: class Solution with the method
+    if isinstance(solution, type) and hasattr(solution, fn_name):
+        return getattr(solution(), fn_name)
+    if callable(fn):
+        return fn
+    raise NameError(f"no function named {fn_name!r} in the program")
+
+
+def _child_call(code: str, fn_name: str, cases: list, report_fd: int, hard_exit) -> None:  # type: ignore[no-untyped-def]
+    def report(record: dict) -> None:
+        data = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(report_fd, view) :]
+
+    namespace = _fresh_module("solution")
+    try:
+        exec(compile(code, "solution.py", "exec"), namespace)
+    except BaseException as exc:
+        report({"fatal": _describe_exception(exc)})
+        hard_exit(1)
+    for index, case in enumerate(cases):
+        try:
+            fn = _resolve(namespace, fn_name)
+            value = fn(*case.get("args", []), **case.get("kwargs", {}))
+            record = {"i": index, "ok": True, "v": encode_value(value)}
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt fail the case, nothing more
+            record = {"i": index, "ok": False, "error": _describe_exception(exc)}
+        try:
+            report(record)
+        except BaseException:
+            hard_exit(1)
+    hard_exit(0)
+
+
+def _child_serve(code: str, sock_fd: int, hard_exit) -> None:  # type: ignore[no-untyped-def]
+    """Solution side of an isolated assert run: execute the program, then answer calls."""
+    namespace = _fresh_module("solution")
+    try:
+        exec(compile(code, "solution.py", "exec"), namespace)
+    except BaseException as exc:
+        write_frame(sock_fd, {"fatal": _describe_exception(exc)})
+        hard_exit(1)
+    write_frame(sock_fd, {"ready": True})
+    while True:
+        message = read_frame(sock_fd)
+        if not isinstance(message, dict):
+            hard_exit(0)
+        if message.get("op") == "names":
+            described = {}
+            for name in message.get("names", []):
+                if name not in namespace:
+                    continue
+                value = namespace[name]
+                if isinstance(value, type(sys)):
+                    described[name] = {"kind": "module", "module": value.__name__}
+                elif callable(value):
+                    described[name] = {"kind": "callable"}
+                else:
+                    try:
+                        described[name] = {"kind": "value", "v": encode_value(value)}
+                    except BaseException:
+                        continue
+            write_frame(sock_fd, {"names": described})
+            continue
+        try:
+            fn = namespace[message["name"]]
+            args = [decode_value(a) for a in message.get("args", [])]
+            kwargs = {k: decode_value(v) for k, v in message.get("kwargs", {}).items()}
+            reply = {"ok": True, "v": encode_value(fn(*args, **kwargs))}
+        except BaseException as exc:
+            reply = {"ok": False, "etype": type(exc).__name__, "msg": _describe_exception(exc)}
+        try:
+            write_frame(sock_fd, reply)
+        except BaseException:
+            hard_exit(1)
+
+
+class _LoadError(Exception):
+    """The program itself failed before the test could start."""
+
+
+class _Unsupported(Exception):
+    """The test passes a value that cannot be sent to the solution process."""
+
+
+def _global_names(code) -> set:  # type: ignore[no-untyped-def]
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _global_names(const)
+    return names
+
+
+def _read_fd(fd: int) -> str:
+    return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
+
+
+def _child_check(test_fd: int, entry_point: str, sock_fd: int, verdict_fd: int, hard_exit) -> None:  # type: ignore[no-untyped-def]
+    """Checker side of an isolated assert run: the test's code, with proxies for the program's names."""
+    import builtins
+    import importlib
+    import traceback
+
+    def rpc(message: dict) -> dict:
+        write_frame(sock_fd, message)
+        reply = read_frame(sock_fd)
+        if not isinstance(reply, dict):
+            raise RuntimeError("the solution process stopped answering")
+        return reply
+
+    class Remote:
+        """Calls a function of the program in the solution process; only plain values come back."""
+
+        def __init__(self, name: str) -> None:
+            self.__name__ = self.__qualname__ = name
+
+        def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            try:
+                payload = {
+                    "op": "call",
+                    "name": self.__name__,
+                    "args": [encode_value(a) for a in args],
+                    "kwargs": {k: encode_value(v) for k, v in kwargs.items()},
+                }
+            except TransferError as exc:
+                raise _Unsupported(str(exc)) from None
+            reply = rpc(payload)
+            if reply.get("ok") is True:
+                return decode_value(reply.get("v"))
+            etype = getattr(builtins, str(reply.get("etype")), None)
+            message = str(reply.get("msg", ""))[:2000]
+            if isinstance(etype, type) and issubclass(etype, Exception):
+                try:
+                    raise etype(message)
+                except TypeError:  # an exception class with a different constructor
+                    pass
+            raise RuntimeError(message)
+
+    verdict: dict = {"passed": False}
+    try:
+        hello = read_frame(sock_fd)
+        if not isinstance(hello, dict) or hello.get("ready") is not True:
+            fatal = hello.get("fatal") if isinstance(hello, dict) else "it exited before it finished loading"
+            verdict = {"passed": False, "load_error": True, "error": f"the program failed to load: {fatal}"}
+            raise _LoadError
+        compiled = compile(_read_fd(test_fd), "test.py", "exec")
+        wanted = sorted((_global_names(compiled) - set(dir(builtins))) | {entry_point})
+        described = rpc({"op": "names", "names": wanted}).get("names", {})
+        namespace: dict = {"__name__": "__check__", "__builtins__": builtins}
+        for name, info in described.items() if isinstance(described, dict) else []:
+            if name not in wanted or not isinstance(info, dict):
+                continue
+            kind = info.get("kind")
+            if kind == "callable":
+                namespace[name] = Remote(name)
+            elif kind == "value":
+                namespace[name] = decode_value(info.get("v"))
+            elif kind == "module" and info.get("module") in sys.stdlib_module_names:
+                namespace[name] = importlib.import_module(info["module"])
+        exec(compiled, namespace)
+        check = namespace.get("check")
+        if not callable(check):
+            raise RuntimeError("the test defines no check(candidate) function")
+        if entry_point not in described:
+            raise NameError(f"the program defines no {entry_point!r}")
+        check(Remote(entry_point))
+        verdict = {"passed": True}
+    except _LoadError:
+        pass
+    except _Unsupported as exc:
+        verdict = {"passed": False, "unsupported": str(exc), "error": f"unsupported argument: {exc}"}
+    except BaseException as exc:
+        lines = traceback.format_exception(exc)
+        verdict = {"passed": False, "error": "".join(lines[-3:])[-2000:]}
+    data = json.dumps(verdict).encode()
+    os.write(verdict_fd, data)
+    hard_exit(0)
+
+
+def _child_inprocess_assert(
+    code: str, test_fd: int, entry_point: str, verdict_fd: int, nonce: str, snapshot: dict, hard_exit
+) -> None:  # type: ignore[no-untyped-def]
+    """HumanEval-style run in one process, with the guards described in the module docstring."""
+    import builtins
+    import traceback
+
+    try:
+        namespace = _fresh_module("solution")
+        exec(compile(code, "solution.py", "exec"), namespace)
+        builtins.__dict__.clear()
+        builtins.__dict__.update(snapshot)
+        namespace["__builtins__"] = builtins
+        exec(compile(_read_fd(test_fd), "test.py", "exec"), namespace)
+        candidate = namespace[entry_point]
+
+        def guarded(*args, **kwargs):  # type: ignore[no-untyped-def]
+            return decode_value(encode_value(candidate(*args, **kwargs)))
+
+        guarded.__name__ = entry_point
+        namespace["check"](guarded)
+        message = "PASS " + nonce
+    except BaseException as exc:
+        message = "FAIL " + "".join(traceback.format_exception(exc)[-3:])[-2000:]
+    os.write(verdict_fd, message.encode())
+    hard_exit(0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Launcher: run as root, drop to an unprivileged uid before starting bubblewrap.
+# --------------------------------------------------------------------------------------------------
+
+
+def launch_main(config: dict) -> None:
+    """Start bubblewrap as ``config['uid']`` with the bind sources made reachable for that uid.
+
+    RLIMIT_NPROC is not enforced for processes of host uid 0, so a sandbox started by root could fork
+    without bound. This launcher (still root) opens every bind source, makes a private mount namespace,
+    mounts a small tmpfs over /tmp there and bind-mounts each source under it (so the unprivileged uid
+    can reach e.g. a Python under /root), then drops to the unprivileged uid and executes bubblewrap,
+    whose bind sources were rewritten to those staging paths. Nothing changes outside the launcher's
+    own mount namespace.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    clone_newns, ms_rec, ms_private, ms_bind = 0x00020000, 0x4000, 1 << 18, 4096
+
+    def check(rc: int, what: str) -> None:
+        if rc != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+
+    stage_root = config["stage"]
+    sources = config["stage_sources"]
+    check(libc.unshare(clone_newns), "unshare(CLONE_NEWNS)")
+    check(libc.mount(b"none", b"/", None, ms_rec | ms_private, None), "make / private")
+    # Opened in the new mount namespace (a bind source must belong to it), before the staging tmpfs
+    # hides anything that lives under the staging root.
+    fds = [os.open(src, os.O_PATH | os.O_CLOEXEC) for src in sources]
+    check(libc.mount(b"tmpfs", stage_root.encode(), b"tmpfs", 0, b"mode=0755,size=1m"), "mount staging tmpfs")
+    for index, (fd, src) in enumerate(zip(fds, sources, strict=True)):
+        target = os.path.join(stage_root, str(index))
+        if os.path.isdir(src):
+            os.mkdir(target, 0o755)
+        else:
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+        check(
+            libc.mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None, ms_bind | ms_rec, None), "bind"
+        )
+        os.close(fd)
+    os.setgroups([])
+    os.setgid(config["gid"])
+    os.setuid(config["uid"])
+    argv = config["argv"]
+    os.execv(argv[0], argv)
+
+
+def main(argv: list[str]) -> None:
+    role, config = argv[1], json.loads(argv[2])
+    if role == "launch":
+        launch_main(config)
+    elif role == "zygote":
+        _Zygote(config).serve()
+    else:
+        raise SystemExit(f"unknown role {role!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
