@@ -506,8 +506,12 @@ def run_phase(
     dataset: Any,
     rows: list[dict[str, Any]],
     filter_state: Any,
-) -> tuple[dict[str, Any], Any]:
-    """Train one phase from ``init`` (resuming its latest trainer checkpoint) and save its weights."""
+) -> None:
+    """Train one phase from ``init`` (resuming its latest trainer checkpoint), save its weights and record.
+
+    The record (``phase.json``: summary, counters, filter state, log history) is what later phases and
+    resumed runs read; it is written after the weights, so a phase with a record is complete.
+    """
     from pipeline.models import load_causal_lm, load_tokenizer, peft_config
     from pipeline.stages.grpo_filters import EpochFilterRule
     from pipeline.stages.grpo_trainer import (
@@ -585,10 +589,8 @@ def run_phase(
             },
         )
     trainer.accelerator.wait_for_everyone()
-    state = trainer.filter_state
     del trainer, model
     _free_memory()
-    return summary, state
 
 
 def _free_memory() -> None:

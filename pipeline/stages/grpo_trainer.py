@@ -114,8 +114,12 @@ class CascadeGRPOTrainer(GRPOTrainer):
         completions: list[Any],
         completion_ids_list: Any,
     ) -> torch.Tensor:
-        side = self.rl.side_rows
-        inputs = [{**side[x[ROW_COLUMN]], **x} if ROW_COLUMN in x else x for x in inputs]
+        if inputs and ROW_COLUMN in inputs[0]:
+            rows = [self.rl.side_rows[x[ROW_COLUMN]] for x in inputs]
+            # TRL reads the columns of the first row from every row: sources mixed in one stage may
+            # differ in columns, so every row gets the union (None where a source has no such column).
+            blank = dict.fromkeys(set().union(*rows))
+            inputs = [{**blank, **row, **x} for row, x in zip(rows, inputs, strict=True)]
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         device = rewards.device
         stop = {*self.eos_token_ids, self._tokenizer.pad_token_id}
