@@ -376,7 +376,7 @@ def _read_eval(path: Path) -> dict[str, Any] | None:
 
 def _scores(record: dict[str, Any]) -> dict[str, Any]:
     return {
-        name: {k: b.get(k) for k in ("score", "stderr", "n")}
+        name: {k: b.get(k) for k in ("score", "stderr", "n", "domain", "metric")}
         for name, b in record.get("benchmarks", {}).items()
     }
 
@@ -400,7 +400,11 @@ def describe_plan(recipe: Recipe) -> str:
     lines.append("stages:")
     for i, (name, s) in enumerate(recipe.stages.items(), start=1):
         t = s.train
-        steps = f"{t.max_steps} steps" if t.max_steps > 0 else f"{t.epochs:g} epochs"
+        phases = getattr(s, "phases", None)
+        if phases:
+            steps = f"{sum(p.steps for p in phases)} steps in {len(phases)} phases"
+        else:
+            steps = f"{t.max_steps} steps" if t.max_steps > 0 else f"{t.epochs:g} epochs"
         lines.append(
             f"  {i:02d} {name:<10} kind={s.kind:<12} domain={s.domain or '-':<11} {steps}, lr {t.learning_rate:g}, "
             f"batch {t.batch_size}×{t.grad_accum}, max_length {t.max_length}, prompts {s.prompt_mode}"

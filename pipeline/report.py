@@ -201,7 +201,9 @@ def build_report(run_dir: Path | str, *, alpha: float = DEFAULT_ALPHA, seed: int
 
     for name, info in benchmarks.items():
         values = [row["scores"][name] for row in rows if row["scores"].get(name) is not None]
-        info["unit"] = "%" if all(0.0 <= v <= 1.0 for v in values) else "raw"
+        # accuracies and win rates are fractions; mean rewards (e.g. reward-model scores) are raw units
+        fraction = info.get("metric") in (None, "accuracy", "win_rate")
+        info["unit"] = "%" if fraction and all(0.0 <= v <= 1.0 for v in values) else "raw"
 
     wall_s = _number(ledger.get("wall_s"))
     if wall_s is None:
