@@ -162,10 +162,26 @@ def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bo
     return tok
 
 
-def load_causal_lm(path: str, precision: str = "auto", device: Any = None, **kwargs: Any) -> Any:
+def weights_dtype(precision: str, training: bool, frozen_base: bool = False) -> Any:
+    """The dtype to load weights in.
+
+    Trained weights stay fp32 (master weights; bf16/fp16 is the autocast compute precision chosen by
+    ``precision_flags``): Adam on bf16 parameters loses small updates and can overflow to NaN. Frozen
+    weights (a LoRA base) and evaluation use the compute precision itself.
+    """
+    import torch
+
+    if training and not frozen_base:
+        return torch.float32
+    return torch_dtype(precision)
+
+
+def load_causal_lm(
+    path: str, precision: str = "auto", device: Any = None, training: bool = False, frozen_base: bool = False
+) -> Any:
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(precision), **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=weights_dtype(precision, training, frozen_base))
     return model.to(device) if device is not None else model
 
 

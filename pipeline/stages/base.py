@@ -159,7 +159,25 @@ class MetricsCallbackFactory:
             def __init__(self) -> None:
                 self.last: dict[str, float] = {}
                 self.history: list[dict[str, float]] = []
+                self.skipped_steps = 0
                 self.t0 = time.monotonic()
+
+            def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                # A non-finite gradient (a degenerate batch, an overflow) would turn every weight into NaN and
+                # crash the next generation: drop that step's gradient instead, and count it.
+                import torch
+
+                model = kw.get("model")
+                grads = (
+                    [p.grad for p in model.parameters() if p.grad is not None] if model is not None else []
+                )
+                if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+                    for g in grads:
+                        g.zero_()
+                    self.skipped_steps += 1
+                    log.warning(
+                        "stage %s step %d: non-finite gradient dropped", ctx.name, state.global_step + 1
+                    )
 
             def on_log(
                 self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
@@ -185,6 +203,8 @@ def train_summary(trainer: Any, metrics_cb: Any, train_output: Any, wall_s: floa
         "train_wall_s": round(wall_s, 2),
         "train_loss": round(float(train_output.training_loss), 5) if train_output is not None else None,
     }
+    if getattr(metrics_cb, "skipped_steps", 0):
+        summary["nonfinite_grad_steps"] = metrics_cb.skipped_steps
     for key in ("train_samples_per_second", "train_steps_per_second"):
         if train_output is not None and key in train_output.metrics:
             summary[key] = round(float(train_output.metrics[key]), 3)

@@ -527,7 +527,7 @@ def run_phase(
     args = grpo_args(ctx, phase, weights)
     tokenizer = load_tokenizer(init)
     tokenizer.padding_side = "left"
-    model = load_causal_lm(init, ctx.recipe.run.precision)
+    model = load_causal_lm(init, ctx.recipe.run.precision, training=True, frozen_base=cfg.lora.enabled)
     f = cfg.epoch_filter
     rule = (
         EpochFilterRule(f.drop_solved, f.drop_unsolved, f.readmit_hard, f.readmit_easy) if f.enabled else None

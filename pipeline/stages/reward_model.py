@@ -188,7 +188,7 @@ def run(ctx: StageContext) -> StageResult:
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    from pipeline.models import load_tokenizer, peft_config, torch_dtype
+    from pipeline.models import load_tokenizer, peft_config, weights_dtype
 
     cfg: Config = ctx.config  # type: ignore[assignment]
     train_pairs, eval_pairs, ties = split_pairs(ctx)
@@ -200,7 +200,11 @@ def run(ctx: StageContext) -> StageResult:
             "max_length": cfg.train.max_length,
             "per_device_eval_batch_size": cfg.eval_batch_size or cfg.train.batch_size,
             "center_rewards_coefficient": cfg.center_rewards_coefficient,
-            "model_init_kwargs": {"dtype": str(torch_dtype(ctx.recipe.run.precision)).removeprefix("torch.")},
+            "model_init_kwargs": {
+                "dtype": str(weights_dtype(ctx.recipe.run.precision, True, cfg.lora.enabled)).removeprefix(
+                    "torch."
+                )
+            },
             "eval_strategy": "no",
             "dataset_num_proc": None,
             **cfg.train.extra,

@@ -63,7 +63,9 @@ def run(ctx: StageContext) -> StageResult:
     cfg: Config = ctx.config  # type: ignore[assignment]
     dataset = build_dataset(ctx)
     tokenizer = load_tokenizer(ctx.init_path)
-    model = load_causal_lm(ctx.init_path, ctx.recipe.run.precision)
+    model = load_causal_lm(
+        ctx.init_path, ctx.recipe.run.precision, training=True, frozen_base=cfg.lora.enabled
+    )
     args = make_config(
         SFTConfig,
         {
