@@ -146,6 +146,25 @@ class Cascade:
             stage_dir = self.run_dir / "stages" / L.stage_dirname(entry["index"], name)
             if name in self.plan.reused:
                 finished[name] = str(self.run_dir / entry["checkpoint"])
+                if entry["status"] == L.REGRESSED:
+                    # stopped by the gate earlier: the gate policy in force now decides (it is not hashed)
+                    policy = recipe.gate.policy
+                    message = (entry.get("gate") or {}).get("message", f"stage {name} regressed")
+                    if policy == "stop":
+                        log.error(
+                            "stage %s was stopped by the regression gate (%s); re-run it with run.rerun_from=%s, "
+                            "or go on with gate.policy=warn or gate.policy=rollback",
+                            name, message, name,
+                        )  # fmt: skip
+                        ledger.data["status"] = L.REGRESSED
+                        return EXIT_REGRESSED
+                    entry.update(status=L.DONE, discarded=policy == "rollback")
+                    if policy == "rollback":
+                        entry["next_init"] = self._rel(current)
+                        log.warning(
+                            "rolling back %s now (gate.policy=rollback): its weights are discarded", name
+                        )
+                    ledger.save()
                 if not entry.get("discarded"):
                     current = self._abs(entry.get("next_init") or entry["checkpoint"])
                     if cfg.domain:
