@@ -190,3 +190,21 @@ def test_wandb_offline_run_per_cascade(tmp_path: Path) -> None:
     assert b"tokenizer_corpus_rows" in data  # the resolved recipe is the run's config
     assert b"sft1/loss" in data and b"sft2/loss" in data  # metrics namespaced by stage
     assert b"cascade/report" in data  # the report table
+
+
+def test_lora_and_packing_save_a_merged_plain_checkpoint(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [PYTHON, str(ROOT / "launch" / "cascade.py"), f"recipe={RECIPE}", "run.name=lora",
+         f"run.output_dir={tmp_path / 'runs'}", "stages.sft2.lora.enabled=true", "stages.sft2.lora.r=4",
+         "stages.sft2.packing=true", "~benchmarks"],
+        cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final = tmp_path / "runs" / "lora" / "stages" / "02-sft2" / "final"
+    assert not (final / "adapter_config.json").exists()  # merged: later stages load a plain model
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(final)
+    before = AutoModelForCausalLM.from_pretrained(tmp_path / "runs" / "lora" / "stages" / "01-sft1" / "final")
+    changed = [n for n, p in merged.named_parameters() if not p.equal(dict(before.named_parameters())[n])]
+    assert changed  # the adapters' update is in the merged weights
