@@ -185,6 +185,15 @@ class MetricsCallbackFactory:
                 if not state.is_world_process_zero or not logs:
                     return
                 numeric = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+                # the rewards' own counters since the last log: timeouts, sandbox errors, fraction zero, …
+                from rewards.stats import flat_snapshot
+
+                numeric.update(
+                    {
+                        f"verifier/{k.removeprefix('rewards/')}": v
+                        for k, v in flat_snapshot(reset=True).items()
+                    }
+                )
                 self.last.update(numeric)
                 self.history.append({"step": state.global_step, **numeric})
                 ctx.tracker.log_stage(ctx.name, numeric, step=state.global_step)
