@@ -46,3 +46,18 @@ def test_tiny_smoke_runs_every_stage(tmp_path: Path) -> None:
         for name in ("ifeval", "math", "code"):
             assert 0.0 <= row["scores"][name] <= 1.0
     assert (run / "report.md").exists() and (run / "report.png").stat().st_size > 10_000
+
+
+def test_same_seed_same_numbers(tmp_path: Path) -> None:
+    """Two CPU runs of the same recipe and seed give the same losses and scores."""
+    results = []
+    for name in ("a", "b"):
+        proc = subprocess.run(
+            [PYTHON, str(ROOT / "launch" / "cascade.py"), "recipe=tiny-smoke", f"run.name={name}",
+             f"run.output_dir={tmp_path}", "~stages.math_rl", "~stages.code_rl", "~stages.swe_rl"],
+            cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        ledger = json.loads((tmp_path / name / "ledger.json").read_text())
+        results.append([(s["summary"].get("final_loss"), s["scores"]) for s in ledger["stages"]])
+    assert results[0] == results[1]
