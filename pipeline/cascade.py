@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,21 @@ from pipeline.schema import ConfigError, to_dict
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REGRESSED = 0, 1, 2, 3
+
+
+@dataclass
+class _Progress:
+    """Where the cascade stands while it walks the stages."""
+
+    current: str  # the policy checkpoint the next stage starts from
+    trained: set[str] = field(default_factory=set)  # domains of accepted stages: what the gate protects
+    accepted: dict[str, Any] | None = None  # eval record of the last accepted checkpoint
+    history: list[dict[str, Any]] = field(default_factory=list)  # eval records of every accepted row
+    finished: dict[str, str] = field(default_factory=dict)  # stage name → final checkpoint
+
+    def accept(self, record: dict[str, Any]) -> None:
+        self.accepted = record
+        self.history.append(record)
 
 
 class Cascade:
@@ -130,129 +146,134 @@ class Cascade:
 
     # ---------------------------------------------------------------------------------------------
     def _run_stages(self) -> int:
+        assert self.ledger is not None
+        progress = _Progress(current=self._base_checkpoint())
+        progress.accepted = self._evaluate_base(progress.current)
+        progress.history = [progress.accepted] if progress.accepted else []
+        for name, cfg in self.recipe.stages.items():
+            entry = self.ledger.stage(name)
+            if name in self.plan.reused:
+                code = self._reuse(name, cfg, entry, progress)
+            else:
+                code = self._train(name, cfg, entry, progress)
+            if code is not None:
+                return code
+        return EXIT_OK
+
+    def _reuse(self, name: str, cfg: Any, entry: dict[str, Any], progress: _Progress) -> int | None:
+        """Take a finished stage as it is; a stage the gate stopped is judged by the policy in force now."""
+        assert self.ledger is not None
+        progress.finished[name] = str(self.run_dir / entry["checkpoint"])
+        if entry["status"] == L.REGRESSED:
+            policy = self.recipe.gate.policy  # not part of the stage hash: it may change between runs
+            message = (entry.get("gate") or {}).get("message", f"stage {name} regressed")
+            if policy == "stop":
+                log.error(
+                    "stage %s was stopped by the regression gate (%s); re-run it with run.rerun_from=%s, "
+                    "or go on with gate.policy=warn or gate.policy=rollback",
+                    name, message, name,
+                )  # fmt: skip
+                self.ledger.data["status"] = L.REGRESSED
+                return EXIT_REGRESSED
+            entry.update(status=L.DONE, discarded=policy == "rollback")
+            if policy == "rollback":
+                entry["next_init"] = self._rel(progress.current)
+                log.warning("rolling back %s now (gate.policy=rollback): its weights are discarded", name)
+            self.ledger.save()
+        if not entry.get("discarded"):
+            progress.current = self._abs(entry.get("next_init") or entry["checkpoint"])
+            if cfg.domain:
+                progress.trained.add(cfg.domain)
+            record = _read_eval(self.run_dir / entry["eval_file"]) if entry.get("eval_file") else None
+            if record:
+                progress.accept(record)
+        return None
+
+    def _train(self, name: str, cfg: Any, entry: dict[str, Any], progress: _Progress) -> int | None:
+        """Train a stage, evaluate, gate, and record; returns an exit code when the cascade must end."""
         from pipeline.stages import stage_module
         from pipeline.stages.base import StageContext
 
         assert self.ledger is not None
-        recipe, ledger = self.recipe, self.ledger
-        current = self._base_checkpoint()
-        trained_domains: set[str] = set()
-        accepted_scores = self._evaluate_base(current)
-        history = [accepted_scores] if accepted_scores else []
-        finished: dict[str, str] = {}
+        ledger = self.ledger
+        init = progress.current if cfg.init is None else progress.finished.get(cfg.init, cfg.init)
+        entry.update(
+            status=L.RUNNING,
+            started=L.now(),
+            ended=None,
+            init_from=self._rel(init),
+            attempts=entry.get("attempts", 0) + 1,
+        )
+        ledger.save()
+        log.info(
+            "━━ stage %d/%d %s (%s) from %s", entry["index"], len(self.recipe.stages), name, cfg.kind, init
+        )
+        t0 = time.monotonic()
+        module = stage_module(cfg.kind)
+        ctx = StageContext(
+            recipe=self.recipe,
+            name=name,
+            index=entry["index"],
+            config=cfg,
+            init_path=init,
+            stage_dir=self.run_dir / "stages" / L.stage_dirname(entry["index"], name),
+            resume=entry.pop("resumable", False),
+            tracker=self.tracker,
+            stage_checkpoints=dict(progress.finished),
+            record=lambda fields: ledger.update_stage(name, **fields),
+        )
+        try:
+            result = module.run(ctx)
+        except Exception as exc:
+            ledger.update_stage(
+                name,
+                status=L.FAILED,
+                ended=L.now(),
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(limit=20),
+            )
+            log.error("stage %s failed: %s: %s", name, type(exc).__name__, exc)
+            raise
+        checkpoint = self._rel(ctx.final_dir)
+        progress.finished[name] = str(ctx.final_dir)
+        entry.update(
+            summary=result.summary, checkpoint=checkpoint, train_wall_s=round(time.monotonic() - t0, 2)
+        )
+        ledger.save()
+        log.info("stage %s trained in %.1fs: %s", name, time.monotonic() - t0, _brief(result.summary))
 
-        for name, cfg in recipe.stages.items():
-            entry = ledger.stage(name)
-            stage_dir = self.run_dir / "stages" / L.stage_dirname(entry["index"], name)
-            if name in self.plan.reused:
-                finished[name] = str(self.run_dir / entry["checkpoint"])
-                if entry["status"] == L.REGRESSED:
-                    # stopped by the gate earlier: the gate policy in force now decides (it is not hashed)
-                    policy = recipe.gate.policy
-                    message = (entry.get("gate") or {}).get("message", f"stage {name} regressed")
-                    if policy == "stop":
-                        log.error(
-                            "stage %s was stopped by the regression gate (%s); re-run it with run.rerun_from=%s, "
-                            "or go on with gate.policy=warn or gate.policy=rollback",
-                            name, message, name,
-                        )  # fmt: skip
-                        ledger.data["status"] = L.REGRESSED
-                        return EXIT_REGRESSED
-                    entry.update(status=L.DONE, discarded=policy == "rollback")
-                    if policy == "rollback":
-                        entry["next_init"] = self._rel(current)
-                        log.warning(
-                            "rolling back %s now (gate.policy=rollback): its weights are discarded", name
-                        )
-                    ledger.save()
-                if not entry.get("discarded"):
-                    current = self._abs(entry.get("next_init") or entry["checkpoint"])
-                    if cfg.domain:
-                        trained_domains.add(cfg.domain)
-                    record = _read_eval(self.run_dir / entry["eval_file"]) if entry.get("eval_file") else None
-                    if record:
-                        accepted_scores = record
-                        history.append(record)
-                continue
-
-            init = current if cfg.init is None else finished.get(cfg.init, cfg.init)
-            entry.update(
-                status=L.RUNNING,
-                started=L.now(),
-                ended=None,
-                init_from=self._rel(init),
-                attempts=entry.get("attempts", 0) + 1,
-            )
+        # a reward-model stage leaves the policy as it was: evaluate (and go on from) the current policy
+        policy = str(ctx.final_dir) if getattr(module, "PRODUCES_POLICY", True) else progress.current
+        domains = progress.trained | ({cfg.domain} - {None})
+        scores = self._evaluate_stage(name, entry, policy, domains, progress.finished)
+        verdict = self._gate(
+            name, cfg.domain, entry, progress.accepted, scores, progress.history, progress.trained
+        )
+        entry.update(ended=L.now(), wall_s=round(time.monotonic() - t0, 2))
+        action = verdict.get("action", "continue") if verdict else "continue"
+        if action == "stop":
+            entry.update(status=L.REGRESSED, next_init=checkpoint)
+            ledger.data["status"] = L.REGRESSED
             ledger.save()
-            log.info(
-                "━━ stage %d/%d %s (%s) from %s", entry["index"], len(recipe.stages), name, cfg.kind, init
+            log.error("cascade stopped by the regression gate: %s", verdict.get("message", ""))
+            return EXIT_REGRESSED
+        if action == "rollback":
+            entry.update(status=L.DONE, discarded=True, next_init=self._rel(progress.current))
+            log.warning(
+                "rolling back %s: its weights are discarded; next stage starts from %s",
+                name,
+                progress.current,
             )
-            t0 = time.monotonic()
-            ctx = StageContext(
-                recipe=recipe,
-                name=name,
-                index=entry["index"],
-                config=cfg,
-                init_path=init,
-                stage_dir=stage_dir,
-                resume=entry.pop("resumable", False),
-                tracker=self.tracker,
-                stage_checkpoints=dict(finished),
-                record=lambda fields, _name=name: ledger.update_stage(_name, **fields),
-            )
-            try:
-                result = stage_module(cfg.kind).run(ctx)
-            except Exception as exc:
-                ledger.update_stage(
-                    name,
-                    status=L.FAILED,
-                    ended=L.now(),
-                    error=f"{type(exc).__name__}: {exc}",
-                    traceback=traceback.format_exc(limit=20),
-                )
-                log.error("stage %s failed: %s: %s", name, type(exc).__name__, exc)
-                raise
-            module = stage_module(cfg.kind)
-            produces_policy = getattr(module, "PRODUCES_POLICY", True)
-            checkpoint = self._rel(ctx.final_dir)
-            finished[name] = str(ctx.final_dir)
-            entry.update(
-                summary=result.summary, checkpoint=checkpoint, train_wall_s=round(time.monotonic() - t0, 2)
-            )
-            ledger.save()
-            log.info("stage %s trained in %.1fs: %s", name, time.monotonic() - t0, _brief(result.summary))
-            trained_before = set(trained_domains)
-            # a reward-model stage leaves the policy as it was: evaluate (and go on from) the current policy
-            policy = str(ctx.final_dir) if produces_policy else current
-            scores = self._evaluate_stage(
-                name, entry, policy, trained_before | {cfg.domain} - {None}, finished
-            )
-            verdict = self._gate(name, cfg.domain, entry, accepted_scores, scores, history, trained_before)
-            entry.update(ended=L.now(), wall_s=round(time.monotonic() - t0, 2))
-            action = verdict.get("action", "continue") if verdict else "continue"
-            if action == "stop":
-                entry.update(status=L.REGRESSED, next_init=checkpoint)
-                ledger.data["status"] = L.REGRESSED
-                ledger.save()
-                self._refresh_report()
-                log.error("cascade stopped by the regression gate: %s", verdict.get("message", ""))
-                return EXIT_REGRESSED
-            if action == "rollback":
-                entry.update(status=L.DONE, discarded=True, next_init=self._rel(current))
-                log.warning(
-                    "rolling back %s: its weights are discarded; next stage starts from %s", name, current
-                )
-            else:
-                entry.update(status=L.DONE, next_init=self._rel(policy))
-                current = policy
-                if cfg.domain:
-                    trained_domains.add(cfg.domain)
-                if scores:
-                    accepted_scores = scores
-                    history.append(scores)
-            ledger.save()
-            self._refresh_report()
-        return EXIT_OK
+        else:
+            entry.update(status=L.DONE, next_init=self._rel(policy))
+            progress.current = policy
+            if cfg.domain:
+                progress.trained.add(cfg.domain)
+            if scores:
+                progress.accept(scores)
+        ledger.save()
+        self._refresh_report()
+        return None
 
     # ---------------------------------------------------------------------------------------------
     # Evaluation and gates (pipeline.evaluation / pipeline.gates)
