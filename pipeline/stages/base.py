@@ -115,7 +115,6 @@ def trainer_kwargs(ctx: StageContext) -> dict[str, Any]:
         "gradient_accumulation_steps": t.grad_accum,
         "max_grad_norm": t.max_grad_norm,
         "optim": t.optim,
-        "gradient_checkpointing": t.gradient_checkpointing,
         "save_strategy": "steps",
         "save_steps": t.save_steps,
         "save_total_limit": t.save_total_limit,
@@ -131,6 +130,13 @@ def trainer_kwargs(ctx: StageContext) -> dict[str, Any]:
         "save_safetensors": True,
         **precision_flags(ctx.recipe.run.precision),
     }
+    if t.gradient_checkpointing:  # renamed activation_checkpointing in recent transformers
+        from transformers import TrainingArguments
+
+        known = TrainingArguments.__dataclass_fields__
+        kwargs[
+            "activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"
+        ] = True
     if t.deepspeed:
         kwargs["deepspeed"] = t.deepspeed
     kwargs.update(t.extra)
