@@ -115,6 +115,8 @@ def trainer_kwargs(ctx: StageContext) -> dict[str, Any]:
         "gradient_accumulation_steps": t.grad_accum,
         "max_grad_norm": t.max_grad_norm,
         "optim": t.optim,
+        # always explicit: TRL's configs default to True (transformers 5.x also calls it activation_checkpointing)
+        "gradient_checkpointing": t.gradient_checkpointing,
         "save_strategy": "steps",
         "save_steps": t.save_steps,
         "save_total_limit": t.save_total_limit,
@@ -130,13 +132,6 @@ def trainer_kwargs(ctx: StageContext) -> dict[str, Any]:
         "save_safetensors": True,
         **precision_flags(ctx.recipe.run.precision),
     }
-    if t.gradient_checkpointing:  # renamed activation_checkpointing in recent transformers
-        from transformers import TrainingArguments
-
-        known = TrainingArguments.__dataclass_fields__
-        kwargs[
-            "activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"
-        ] = True
     if t.deepspeed:
         kwargs["deepspeed"] = t.deepspeed
     kwargs.update(t.extra)
