@@ -55,6 +55,26 @@ def last_boxed(text: str) -> str:
     return boxed[-1]
 
 
+def apply_search_replace(code: str, answer: str) -> str:
+    """``code`` after the answer's SEARCH/REPLACE blocks, each replacing the one run of lines it searches for."""
+    blocks = re.findall(r"<<<<<<< SEARCH\n(.*?)=======\n(.*?)>>>>>>> REPLACE", answer, re.DOTALL)
+    assert blocks, answer
+    lines = code.splitlines()
+    for search, replace in blocks:
+        old, new = search.splitlines(), replace.splitlines()
+        hits = [i for i in range(len(lines)) if lines[i : i + len(old)] == old]
+        assert len(hits) == 1, (search, code)
+        lines[hits[0] : hits[0] + len(old)] = new
+    return "".join(f"{line}\n" for line in lines)
+
+
+def apply_answer(row: dict[str, Any]) -> str:
+    """The code a SWE row's response turns its buggy code into, in whichever edit format it is written."""
+    if "```diff" in row["response"]:
+        return apply_patch(row["original_code"], last_block(row["response"], "diff"))
+    return apply_search_replace(row["original_code"], row["response"])
+
+
 def run_tests(code: str, tests: str) -> bool:
     """Whether trusted ``code`` passes ``tests`` (the project's code test format); exceptions fail."""
     spec = json.loads(tests)
@@ -283,7 +303,7 @@ def test_reference_code_passes_and_flawed_code_fails_its_tests(task: str) -> Non
         if task == "code":
             code = last_block(row["response"], "python")
         else:
-            code = apply_patch(row["original_code"], last_block(row["response"], "diff"))
+            code = apply_answer(row)
         assert run_tests(code, row["tests"]) is (not row["flawed"]), row
 
 
@@ -307,8 +327,18 @@ def test_swe_golden_patch_turns_the_buggy_code_into_the_fixed_code() -> None:
             row["original_code"], row["tests"]
         )
         assert json.loads(row["tests"])["fn_name"] + "(" in row["issue"]
-        patched = apply_patch(row["original_code"], last_block(row["response"], "diff"))
-        assert (patched == row["fixed_code"]) is (not row["flawed"])
+        assert (apply_answer(row) == row["fixed_code"]) is (not row["flawed"])
+
+
+@pytest.mark.parametrize("edit_format", ["search_replace", "diff"])
+def test_swe_answers_in_either_edit_format_make_the_same_code(edit_format: str) -> None:
+    # The same problems answered as SEARCH/REPLACE blocks or as a diff: same rows, same resulting code.
+    base = rows_of("swe", "train", 60)
+    rows = generate("swe", "train", 60, seed=0, edit_format=edit_format)
+    assert [r["golden_patch"] for r in rows] == [r["golden_patch"] for r in base]
+    assert [apply_answer(r) for r in rows] == [apply_answer(r) for r in base]
+    asked = {"search_replace": "Answer with SEARCH/REPLACE edits.", "diff": "Answer with a unified diff."}
+    assert all(r["prompt"].endswith(asked[edit_format]) for r in rows)
 
 
 def test_swe_golden_patches_apply_with_the_patch_tool() -> None:
@@ -459,6 +489,12 @@ def test_the_project_reward_scores_good_rows_1_and_flawed_rows_below_1(task: str
 # --- options and errors ---------------------------------------------------------------------------------------
 
 
+def working_columns(row: dict[str, Any]) -> list[tuple[int, int]]:
+    """The digit columns (units first) of the two numbers a math row's working starts from."""
+    a, b = (n.rjust(4, "0")[::-1] for n in re.findall(r"\d+", row["reasoning"])[:2])
+    return [(int(x), int(y)) for x, y in zip(a, b, strict=True)]
+
+
 # (task, options, what every row must then satisfy). One case per knob.
 OPTION_CASES = [
     ("math", {"word_problems": 1.0}, lambda r: not r["prompt"].startswith(("What is", "Compute", "Calculate", "Evaluate"))),
@@ -474,6 +510,18 @@ OPTION_CASES = [
     ("chat", {"rejections": ["truncated"]}, lambda r: r["rejection"] == "truncated"),
     ("swe", {"bugs": ["off_by_one"]}, lambda r: r["bug"] == "off_by_one"),
     ("swe", {"num_cases": 9}, lambda r: len(json.loads(r["tests"])["cases"]) == 9),
+    ("swe", {"edit_format": "diff"}, lambda r: r["response"].startswith("```diff\n--- a/solution.py")),
+    ("swe", {"edit_format": "search_replace"}, lambda r: r["response"].startswith("solution.py\n<<<<<<< SEARCH\n")),
+    # No carry: every column of a sum stays below 10 (differences: see the borrow case below).
+    ("math", {"no_carry": True, "ops": "+", "max_operand": 99, "flaw_rate": 0.0},
+     lambda r: all(a + b <= 9 for a, b in working_columns(r))),
+    ("math", {"no_carry": True, "ops": "-", "max_operand": 99, "flaw_rate": 0.0},
+     lambda r: all(a >= b for a, b in working_columns(r))),
+    # A misreading flaw works the other operation: a sum's flawed working subtracts, and vice versa.
+    ("math", {"flaws": ["operation"], "flaw_rate": 1.0, "ops": "+", "word_problems": 0.0, "max_terms": 2, "max_operand": 50},
+     lambda r: " - " in r["reasoning"] or r["reasoning"].count(" + ") == 1 and r["answer"] != last_boxed(r["response"])),
+    # The response shows the working before the boxed answer.
+    ("math", {}, lambda r: r["response"].startswith(r["reasoning"])),
 ]  # fmt: skip
 
 
@@ -496,6 +544,9 @@ ERROR_CASES = [
     ({"task": "code", "split": "train", "n": 1, "families": []}, ValueError, "option 'families'"),
     ({"task": "chat", "split": "train", "n": 1, "rejections": ["mean"]}, ValueError, "option 'rejections'"),
     ({"task": "swe", "split": "train", "n": 1, "bugs": "typo"}, ValueError, "option 'bugs'"),
+    ({"task": "swe", "split": "train", "n": 1, "edit_format": "patch"}, ValueError, "option 'edit_format'"),
+    ({"task": "math", "split": "train", "n": 1, "no_carry": "yes"}, ValueError, "expected true or false"),
+    ({"task": "math", "split": "train", "n": 1, "flaws": ["typo"]}, ValueError, "option 'flaws'"),
     # 2-term additions of 0..2 are 9 problems in all: 100 rows cannot be unique.
     ({"task": "math", "split": "train", "n": 100, "max_operand": 2, "max_terms": 2, "ops": "+", "word_problems": 0.0},
      ValueError, "ran out of unique train problems"),
@@ -531,7 +582,7 @@ def test_corpus_is_deterministic_and_covers_every_task_and_the_chat_template() -
     joined = "\n".join(text)
     for piece in ("<|im_start|>", "<|im_end|>", "<think>", "</think>", "/think", "/no_think"):
         assert piece in joined
-    for piece in ("\\boxed{", "```python", "```diff", "--- a/solution.py", '"kind": "stdio"', "def "):
+    for piece in ("\\boxed{", "```python", "<<<<<<< SEARCH", "--- a/solution.py", '"kind": "stdio"', "def "):
         assert piece in joined
     for task in TASKS:
         assert any(r["prompt"] in joined for r in rows_of(task, "train", 10))
@@ -604,3 +655,10 @@ def test_apply_patch_refuses_a_hunk_that_does_not_match() -> None:
     # Context that is not in the original is an error, not a silent misapplication.
     with pytest.raises(ValueError, match="does not match"):
         apply_patch("a\nb\n", make_patch("a\nX\n", "a\nY\n"))
+
+
+@pytest.mark.parametrize(("task", "option"), [(t.name, o) for t in TASKS.values() for o in t.options])
+def test_every_task_option_is_documented(task: str, option: str) -> None:
+    # docs/recipes.md's table of synthetic task options names every option a recipe may set.
+    doc = (Path(__file__).parents[1] / "docs" / "recipes.md").read_text()
+    assert f"| `{task}` | `{option}` |" in doc

@@ -75,6 +75,24 @@ def fraction(value: Any) -> float:
     return float(value)
 
 
+def boolean(value: Any) -> bool:
+    """A YAML boolean (true/false), not a number or a string."""
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def one_of(*allowed: str) -> Callable[[Any], str]:
+    """A converter accepting one of ``allowed``."""
+
+    def convert(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"expected one of {list(allowed)}, got {value!r}")
+        return value
+
+    return convert
+
+
 def integer(low: int, high: int | None = None) -> Callable[[Any], int]:
     """A converter accepting integers in [low, high] (integral floats included, as YAML may give them)."""
 

@@ -18,6 +18,7 @@ from pipeline.data.synthetic.base import (
     Options,
     Problem,
     Task,
+    boolean,
     fraction,
     integer,
     problem_rng,
@@ -37,9 +38,13 @@ _APPLY = {
 
 EXPRESSION_PROMPTS = ("What is {expr}?", "Compute {expr}.", "Calculate {expr}.", "Evaluate {expr}.")
 BOXED_HINT = " Put the final answer in \\boxed{}."
-RESPONSES = ("The answer is \\boxed{{{answer}}}.", "So the result is \\boxed{{{answer}}}.")
+RESPONSES = ("{work} The answer is \\boxed{{{answer}}}.", "{work} So the result is \\boxed{{{answer}}}.")
 # Slips a careless solver makes in one step: small and round-number errors.
 SLIPS = (-10, -2, -1, 1, 2, 10)
+# Kinds of flawed solution: a slip in one step, or the wrong operation (a misread question).
+FLAWS = ("slip", "operation")
+# The operation a misreading solver uses instead: the classic confusions of a primary-school word problem.
+MISREAD = {"+": "-", "-": "+", "*": "+", "/": "-"}
 
 
 @dataclass(frozen=True)
@@ -54,12 +59,26 @@ class WordProblem:
 WORD_PROBLEMS: tuple[WordProblem, ...] = (
     WordProblem("buy", "+", "{name} has {a} {items} and buys {b} more. How many {items} does {name} have now?"),
     WordProblem("find", "+", "A basket holds {a} {items}. {name} adds {b} {items}. How many {items} are in the basket?"),
+    WordProblem("gift", "+", "{name} had {a} {items}. {friend} gave {name} {b} more. How many {items} does {name} have now?"),
+    WordProblem("shelf", "+", "A shelf holds {a} {items} on top and {b} {items} below. How many {items} are on the shelf?"),
+    WordProblem("bus_on", "+", "There are {a} people on a bus. {b} more get on. How many people are on the bus now?"),
+    WordProblem("walk", "+", "{name} walked {a} km on Monday and {b} km on Tuesday. How many km did {name} walk in all?"),
+    WordProblem("class", "+", "A class has {a} girls and {b} boys. How many children are in the class?"),
+    WordProblem("pets", "+", "{name} has {a} cats and {b} dogs. How many pets does {name} have?"),
     WordProblem("give", "-", "{name} has {a} {items} and gives {b} of them away. How many {items} are left?"),
     WordProblem("more", "-", "{name} has {a} {items} and {friend} has {b}. How many more {items} does {name} have?"),
+    WordProblem("eat", "-", "{name} had {a} {items} and ate {b}. How many {items} are left?"),
+    WordProblem("spend", "-", "{name} has {a} dollars and spends {b}. How many dollars does {name} have left?"),
+    WordProblem("bus_off", "-", "There are {a} people on a bus. {b} get off. How many people are still on the bus?"),
+    WordProblem("birds", "-", "{a} birds sit on a fence. {b} fly away. How many birds are still on the fence?"),
+    WordProblem("older", "-", "{name} is {a} years old and {friend} is {b}. How many years older is {name}?"),
+    WordProblem("need", "-", "{name} needs {a} {items} and already has {b}. How many more {items} does {name} need?"),
     WordProblem("boxes", "*", "{name} buys {a} boxes with {b} {items} in each box. How many {items} is that?"),
     WordProblem("pages", "*", "{name} reads {a} pages every day for {b} days. How many pages is that in total?"),
+    WordProblem("rows", "*", "A garden has {a} rows with {b} plants in each row. How many plants are in the garden?"),
     WordProblem("share", "/", "{name} shares {a} {items} equally among {b} friends. How many {items} does each friend get?"),
     WordProblem("bags", "/", "{name} packs {a} {items} into bags of {b}. How many bags does {name} fill?"),
+    WordProblem("teams", "/", "{a} children split into teams of {b}. How many teams are there?"),
 )  # fmt: skip
 _WORD_BY_NAME = {w.name: w for w in WORD_PROBLEMS}
 NAMES = ("Tom", "Ann", "Lea", "Sam", "Mia", "Ben", "Eva", "Max", "Zoe", "Leo", "Ada", "Kim")
@@ -95,7 +114,36 @@ def solve(
     return steps, values[0]
 
 
+def carries(operands: list[int], ops: list[str]) -> bool:
+    """Whether working ``operands`` left to right with ``ops`` needs a carry, a borrow or a negative number.
+
+    Only sums and differences are column arithmetic; a problem with ``*`` or ``/`` never counts as carrying.
+    """
+    if any(op not in "+-" for op in ops):
+        return False
+    value = operands[0]
+    for op, other in zip(ops, operands[1:], strict=True):
+        a, b = str(value), str(other).rjust(len(str(value)), "0")
+        if len(b) > len(a) or value < 0:
+            return True
+        columns = list(zip(map(int, a[::-1]), map(int, b[::-1]), strict=True))
+        if any(x + y > 9 if op == "+" else x < y for x, y in columns):
+            return True
+        value = value + other if op == "+" else value - other
+    return False
+
+
 def sample(rng: random.Random, options: Options) -> Problem:
+    """A problem drawn by :func:`draw`; with ``no_carry``, redrawn until it needs no carry or borrow."""
+    problem = draw(rng, options)
+    for _ in range(1000):
+        if not options["no_carry"] or not carries(problem.params["operands"], problem.params["ops"]):
+            break
+        problem = draw(rng, options)
+    return problem
+
+
+def draw(rng: random.Random, options: Options) -> Problem:
     """A word problem with probability ``word_problems``, else an expression of 2 to ``max_terms`` numbers."""
     top = options["max_operand"]
     if rng.random() < options["word_problems"]:
@@ -125,7 +173,11 @@ def sample(rng: random.Random, options: Options) -> Problem:
 
 
 def render(problem: Problem, flawed: bool, options: Options) -> dict[str, Any]:
-    """Prompt, step-by-step reasoning, boxed response (a wrong one, slipped in one step, when flawed)."""
+    """Prompt, step-by-step working, boxed answer; a flawed row slips in one step or misreads an operation.
+
+    The response shows the working before the boxed answer, as a short non-thinking answer would; the
+    ``reasoning`` (the thinking trace) is the same working.
+    """
     rng = problem_rng(NAME, problem.key)
     operands, ops = problem.params["operands"], problem.params["ops"]
     steps, answer = solve(operands, ops)
@@ -137,17 +189,22 @@ def render(problem: Problem, flawed: bool, options: Options) -> dict[str, Any]:
     else:
         prompt = rng.choice(EXPRESSION_PROMPTS).format(expr=problem.params["expr"])
     template = rng.choice(RESPONSES)
+    # Every draw happens whether or not the row is flawed: the problem set must not depend on the flaw.
     slip = (rng.randrange(len(steps)), rng.choice(SLIPS))
-    if flawed:
+    kind = rng.choice(options["flaws"])
+    misread = rng.randrange(len(ops))
+    given = answer
+    wrong_ops = [MISREAD[op] if i == misread else op for i, op in enumerate(ops)]
+    if flawed and kind == "operation" and not (options["no_carry"] and carries(operands, wrong_ops)):
+        steps, given = solve(operands, wrong_ops)
+    if flawed and given == answer:  # a slip, or a misreading that happens to give the right answer
         steps, given = solve(operands, ops, slip)
         if given == answer:  # the slip was multiplied by zero later on: slip in the last step instead
             steps, given = solve(operands, ops, (len(steps) - 1, slip[1]))
-    else:
-        given = answer
     return {
         "prompt": prompt + BOXED_HINT,
         "reasoning": " ".join(steps),
-        "response": template.format(answer=format_number(given)),
+        "response": template.format(work=" ".join(steps), answer=format_number(given)),
         "answer": format_number(answer),
     }
 
@@ -157,12 +214,20 @@ TASK = Task(
     columns=COLUMNS,
     options={
         "flaw_rate": Option(
-            0.3, fraction, "share of rows whose reasoning slips and whose boxed answer is wrong"
+            0.3, fraction, "share of rows whose working goes wrong (see flaws) and whose boxed answer is wrong"
+        ),
+        "flaws": Option(
+            FLAWS[:1], subset(FLAWS), "kinds of flawed rows: 'slip' in one step, wrong 'operation'"
         ),
         "max_operand": Option(20, integer(2, 10_000), "largest number in a problem"),
         "ops": Option(("+", "-", "*"), subset(OPS), "operations to draw from ('/' gives fractions like 3/4)"),
         "max_terms": Option(3, integer(2, 6), "most numbers in an expression"),
         "word_problems": Option(0.3, fraction, "share of problems that are word problems"),
+        "no_carry": Option(
+            False,
+            boolean,
+            "sums and differences need no carry or borrow: each digit of the answer comes from one column",
+        ),
     },
     sample=sample,
     render=render,

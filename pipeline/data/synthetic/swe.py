@@ -1,11 +1,12 @@
-"""SWE: fix a one-line bug in a small function, given an issue report, by answering with a unified diff.
+"""SWE: fix a one-line bug in a small function, given an issue report, by answering with an edit.
 
 A problem is a correct function (a template with drawn constants) and one injected bug (a single-site
 mutant that fails the function's tests: wrong operator, off-by-one, wrong constant, wrong comparison or
 swapped return). The split unit is the correct function, so every bug of one function lands in the same
 split and the fixed code of a test problem is never seen in training. The issue quotes a failing call,
-computed by running the buggy code; the golden patch is ``difflib.unified_diff`` of buggy → fixed.
-A flawed row's patch applies cleanly but edits the wrong line, removes the buggy line instead of fixing
+computed by running the buggy code; the golden patch is ``difflib.unified_diff`` of buggy → fixed. The
+answer (``edit_format``) is SEARCH/REPLACE blocks of the changed lines, as Agentless and Aider write
+them, or a unified diff. A flawed row's edit applies cleanly but edits the wrong line, removes the buggy line instead of fixing
 it, or changes it to another wrong value; it is proven not to produce the fixed code and to fail.
 """
 
@@ -27,6 +28,7 @@ from pipeline.data.synthetic.base import (
     Task,
     fraction,
     integer,
+    one_of,
     problem_rng,
     subset,
 )
@@ -37,6 +39,10 @@ COLUMNS = ("original_code", "issue", "golden_patch", "fixed_code", "tests", "bug
 FILENAME = "solution.py"
 DEFAULT_BUGS = ("wrong_operator", "wrong_comparison", "off_by_one", "wrong_constant", "swapped_return")
 MAX_BUGS_PER_FUNCTION = 6
+# How an answer edits the code, and what the prompt asks for: SEARCH/REPLACE blocks of the changed lines
+# (Agentless, Aider) or a unified diff with context.
+EDIT_FORMATS = ("search_replace", "diff")
+ASK = {"search_replace": "Answer with SEARCH/REPLACE edits.", "diff": "Answer with a unified diff."}
 
 Sampler = Callable[[random.Random], Any]
 
@@ -147,6 +153,39 @@ def make_patch(before: str, after: str) -> str:
             f"b/{FILENAME}",
         )
     )
+
+
+def _occurrences(lines: list[str], needle: list[str]) -> int:
+    """How many times the run of lines ``needle`` occurs in ``lines``."""
+    return sum(lines[i : i + len(needle)] == needle for i in range(len(lines) - len(needle) + 1))
+
+
+def make_search_replace(before: str, after: str) -> str:
+    """SEARCH/REPLACE blocks (Aider and Agentless style, each after the file's path) from ``before`` to ``after``.
+
+    Each block holds only the changed lines; a SEARCH side that occurs more than once in ``before`` is
+    widened with the lines above it until it is unique, and a pure insertion is anchored on the line above.
+    """
+    old, new = before.splitlines(), after.splitlines()
+    blocks = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        if i1 == i2 == 0:  # insertion at the top: anchor on the first line, kept below the new ones
+            search, replace = old[:1], new[j1:j2] + old[:1]
+        else:
+            start = i1 - 1 if i1 == i2 else i1  # an insertion is anchored on the line above
+            while start > 0 and _occurrences(old, old[start:i2]) > 1:
+                start -= 1
+            search, replace = old[start:i2], old[start:i1] + new[j1:j2]
+        blocks.append(
+            f"{FILENAME}\n<<<<<<< SEARCH\n"
+            + "".join(f"{line}\n" for line in search)
+            + "=======\n"
+            + "".join(f"{line}\n" for line in replace)
+            + ">>>>>>> REPLACE\n"
+        )
+    return "".join(blocks)
 
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
@@ -290,12 +329,16 @@ def render(problem: Problem, flawed: bool, options: Options) -> dict[str, Any] |
     )
     if wrong is None:
         return None
-    patch = make_patch(original, wrong) if flawed else golden
+    target = wrong if flawed else fixed
+    if options["edit_format"] == "search_replace":
+        response = make_search_replace(original, target)
+    else:
+        response = f"```diff\n{make_patch(original, target)}```"
     issue = _issue(function.doc.format(fn=fn, **params), fn, original, tests["cases"])
     return {
-        "prompt": f"Fix the bug in {FILENAME}.\nIssue: {issue}\n\n```python\n{original}```\nAnswer with a unified diff.",
-        "reasoning": _explain(original, wrong if flawed else fixed),
-        "response": f"```diff\n{patch}```",
+        "prompt": f"Fix the bug in {FILENAME}.\nIssue: {issue}\n\n```python\n{original}```\n{ASK[options['edit_format']]}",
+        "reasoning": _explain(original, target),
+        "response": response,
         "original_code": original,
         "issue": issue,
         "golden_patch": golden,
@@ -312,9 +355,12 @@ TASK = Task(
         "flaw_rate": Option(0.3, fraction, "share of rows whose patch applies but does not fix the bug"),
         "bugs": Option(DEFAULT_BUGS, subset(BUG_KINDS), "kinds of bugs to inject"),
         "num_cases": Option(6, integer(3, 10), "test cases per function"),
+        "edit_format": Option(
+            "search_replace", one_of(*EDIT_FORMATS), "how answers edit the code: 'search_replace' or 'diff'"
+        ),
     },
     sample=sample,
     render=render,
     widen="add bug kinds",
-    description="fix a one-line bug in a small function by answering with a unified diff",
+    description="fix a one-line bug in a small function by answering with SEARCH/REPLACE edits or a diff",
 )
