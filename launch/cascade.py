@@ -42,7 +42,12 @@ def main(argv: list[str]) -> int:
     if args.dry_run:
         sys.stdout.write(describe_plan(recipe) + "\n")
         return 0
-    return Cascade(recipe).run()
+    try:
+        cascade = Cascade(recipe)
+    except ConfigError as exc:  # e.g. a bad CASCADE_CPU_THREADS
+        log.error("%s", exc)
+        return 2
+    return cascade.run()
 
 
 if __name__ == "__main__":

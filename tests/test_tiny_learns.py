@@ -3,7 +3,8 @@
 Learning criteria, on the held-out test splits with the default seed: SFT lifts every domain above the
 base model and leaves room below the ceiling; the reward model ranks held-out pairs; RLHF raises the chat
 score; IF-RL, math RL and code RL each raise their own benchmark by at least 10 points; SWE RL raises the
-SWE similarity; the whole cascade fits in 20 minutes on 2 CPU cores.
+SWE similarity; the gate checks every earlier domain after each stage; the whole cascade fits in 20 minutes
+on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ def scores(report: dict, stage: str) -> dict[str, float]:
 @NOT_YET
 def test_sft_leaves_room_above_base(report: dict) -> None:
     base, sft = scores(report, "base"), scores(report, "sft2")
-    for name in ("ifeval", "math", "code"):
+    for name in ("ifeval", "math", "code"):  # accuracies
         assert sft[name] >= base[name] + 0.10, (name, base[name], sft[name])
         assert sft[name] <= 0.90, (name, sft[name])
+    # SWE similarity, in [-1, 1]: edits that apply, short of the golden patch
+    assert base["swe"] + 0.10 <= sft["swe"] <= 0.90, (base["swe"], sft["swe"])
 
 
 @pytest.mark.slow
@@ -76,6 +79,20 @@ def test_each_rl_stage_raises_its_own_domain(
     report: dict, stage: str, before: str, benchmark: str, gain: float
 ) -> None:
     assert scores(report, stage)[benchmark] > scores(report, before)[benchmark] + gain
+
+
+@pytest.mark.slow
+def test_the_gate_checks_every_earlier_domain_after_each_stage(report: dict) -> None:
+    # After each stage, every benchmark of a domain an earlier stage trained is gated.
+    trained: set[str] = set()
+    for stage in report["ledger"]["stages"]:
+        gate = stage["gate"]["benchmarks"]
+        earlier = {
+            name for name, b in gate.items() if b["domain"] in trained and b["domain"] != stage["domain"]
+        }
+        assert earlier and all(gate[name]["gated"] for name in earlier) or not trained, stage["name"]
+        if stage["domain"] and stage["kind"] != "reward_model":
+            trained.add(stage["domain"])
 
 
 @pytest.mark.slow
