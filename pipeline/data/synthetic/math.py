@@ -214,7 +214,9 @@ TASK = Task(
     columns=COLUMNS,
     options={
         "flaw_rate": Option(
-            0.3, fraction, "share of rows whose working goes wrong (see flaws) and whose boxed answer is wrong"
+            0.3,
+            fraction,
+            "share of rows whose working goes wrong (see flaws) and whose boxed answer is wrong",
         ),
         "flaws": Option(
             FLAWS[:1], subset(FLAWS), "kinds of flawed rows: 'slip' in one step, wrong 'operation'"
