@@ -45,6 +45,8 @@ SLIPS = (-10, -2, -1, 1, 2, 10)
 FLAWS = ("slip", "operation")
 # The operation a misreading solver uses instead: the classic confusions of a primary-school word problem.
 MISREAD = {"+": "-", "-": "+", "*": "+", "/": "-"}
+# Draws ``no_carry`` may take to find a problem without a carry or borrow before giving up.
+MAX_REDRAWS = 1000
 
 
 @dataclass(frozen=True)
@@ -135,12 +137,13 @@ def carries(operands: list[int], ops: list[str]) -> bool:
 
 def sample(rng: random.Random, options: Options) -> Problem:
     """A problem drawn by :func:`draw`; with ``no_carry``, redrawn until it needs no carry or borrow."""
-    problem = draw(rng, options)
-    for _ in range(1000):
-        if not options["no_carry"] or not carries(problem.params["operands"], problem.params["ops"]):
-            break
+    for _ in range(MAX_REDRAWS):
         problem = draw(rng, options)
-    return problem
+        if not (options["no_carry"] and carries(problem.params["operands"], problem.params["ops"])):
+            return problem
+    raise ValueError(
+        f"no_carry: no problem without a carry or borrow in {MAX_REDRAWS} draws; lower max_terms or max_operand"
+    )
 
 
 def draw(rng: random.Random, options: Options) -> Problem:

@@ -6,8 +6,9 @@ swapped return). The split unit is the correct function, so every bug of one fun
 split and the fixed code of a test problem is never seen in training. The issue quotes a failing call,
 computed by running the buggy code; the golden patch is ``difflib.unified_diff`` of buggy → fixed. The
 answer (``edit_format``) is SEARCH/REPLACE blocks of the changed lines, as Agentless and Aider write
-them, or a unified diff. A flawed row's edit applies cleanly but edits the wrong line, removes the buggy line instead of fixing
-it, or changes it to another wrong value; it is proven not to produce the fixed code and to fail.
+them, or a unified diff. A flawed row's edit applies cleanly but edits the wrong line, removes the buggy
+line instead of fixing it, or changes it to another wrong value; it is proven not to produce the fixed
+code and to fail.
 """
 
 from __future__ import annotations
