@@ -285,6 +285,43 @@ def test_default_flaw_rates_leave_headroom() -> None:
         assert 0.1 <= flawed <= 0.4, (task, flawed)
 
 
+# (task, trap options, whether a row is of a trap kind, whether its answer makes the systematic mistake).
+# Each case draws as many rows as its families hold (the list family has 48 train problems).
+TRAP_CASES = [
+    # "How many more" read as a sum: the working adds where the story subtracts.
+    ("math", {"traps": ["more", "older"], "ops": "-", "word_problems": 1.0},
+     lambda r: "How many more" in r["prompt"] and " need?" not in r["prompt"] or "years older" in r["prompt"],
+     lambda r: " + " in r["reasoning"]),
+    # "gave" read as taking away: the working subtracts where the story adds.
+    ("math", {"traps": ["gift"], "ops": "+", "word_problems": 1.0},
+     lambda r: " gave " in r["prompt"],
+     lambda r: " - " in r["reasoning"]),
+    # "greater than k" written as n >= k: the comparison's boundary, the same mistake every time.
+    ("code", {"traps": ["greater"], "families": ["predicate"]},
+     lambda r: r["entry_point"] == "above",
+     lambda r: ">=" in r["response"]),
+    ("code", {"traps": ["count_above"], "families": ["list"], "n": 45},
+     lambda r: r["entry_point"] == "count_above",
+     lambda r: ">=" in r["response"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("task", "options", "is_trap", "mistaken"), TRAP_CASES)
+def test_traps_make_one_systematic_mistake_at_their_rate(
+    task: str, options: dict, is_trap: Callable[[dict], bool], mistaken: Callable[[dict], bool]
+) -> None:
+    # Without random flaws, every flawed row is a trap row making the trap's mistake, at about trap_rate;
+    # rows of other kinds stay right. The flawed flag says which rows are wrong.
+    options = {"n": 150, **options}
+    rows = generate(task, "train", options.pop("n"), seed=3, flaw_rate=0.0, trap_rate=0.7, **options)
+    traps = [r for r in rows if is_trap(r)]
+    assert len(traps) >= 10
+    assert all(not r["flawed"] for r in rows if not is_trap(r))
+    assert all(mistaken(r) for r in traps if r["flawed"])
+    assert not any(mistaken(r) for r in traps if not r["flawed"])
+    assert 0.4 <= sum(r["flawed"] for r in traps) / len(traps) <= 0.95
+
+
 def test_math_good_rows_box_the_answer_and_flawed_rows_box_a_wrong_one() -> None:
     # math-verify (the math reward's judge) agrees with the gold answer exactly on good rows.
     math_verify = pytest.importorskip("math_verify")
@@ -486,6 +523,21 @@ def test_the_project_reward_scores_good_rows_1_and_flawed_rows_below_1(task: str
     assert [s == 1.0 for s in scores] == [not r["flawed"] for r in rows]
 
 
+@pytest.mark.parametrize("task", ["math", "code"])
+def test_trap_rows_fail_the_project_reward(task: str) -> None:
+    # The verifier agrees with the flawed flag on trap rows too, random flaws mixed in.
+    module, name, columns = REWARD_CASES[task]
+    reward = _reward(module, name)
+    options = {
+        "math": {"traps": ["more", "gift"], "word_problems": 1.0},
+        "code": {"traps": ["greater", "between"]},
+    }
+    rows = generate(task, "test", 40, flaw_rate=0.2, trap_rate=0.9, **options[task])
+    scores = reward([r["response"] for r in rows], **{c: [r[c] for r in rows] for c in columns})
+    assert [s == 1.0 for s in scores] == [not r["flawed"] for r in rows]
+    assert sum(r["flawed"] for r in rows) > round(0.2 * 40)  # the traps add to the random flaws
+
+
 # --- options and errors ---------------------------------------------------------------------------------------
 
 
@@ -547,6 +599,9 @@ ERROR_CASES = [
     ({"task": "swe", "split": "train", "n": 1, "edit_format": "patch"}, ValueError, "option 'edit_format'"),
     ({"task": "math", "split": "train", "n": 1, "no_carry": "yes"}, ValueError, "expected true or false"),
     ({"task": "math", "split": "train", "n": 1, "flaws": ["typo"]}, ValueError, "option 'flaws'"),
+    ({"task": "math", "split": "train", "n": 1, "traps": ["dragons"]}, ValueError, "option 'traps'"),
+    ({"task": "code", "split": "train", "n": 1, "traps": ["greatest"]}, ValueError, "option 'traps'"),
+    ({"task": "code", "split": "train", "n": 1, "trap_rate": -0.1}, ValueError, "option 'trap_rate'"),
     # 2-term additions of 0..2 are 9 problems in all: 100 rows cannot be unique.
     ({"task": "math", "split": "train", "n": 100, "max_operand": 2, "max_terms": 2, "ops": "+", "word_problems": 0.0},
      ValueError, "ran out of unique train problems"),

@@ -16,8 +16,10 @@ Guarantees:
   so no seed, size or option can put a test problem into train.
 - Problems are unique within a call; asking for more than a split's problem space holds is a
   ValueError naming the options that enlarge it (there is no sampling with repeats).
-- Exactly ``round(flaw_rate * n)`` rows are flawed, at positions drawn from the seed; a problem's
-  rendering does not depend on the seed, so the ``n`` first rows of a larger call are the same problems.
+- Exactly ``round(flaw_rate * n)`` rows are flawed at random, at positions drawn from the seed; a
+  problem's rendering does not depend on the seed, so the ``n`` first rows of a larger call are the same
+  problems. A task's ``traps`` (math stories, code templates) add systematic mistakes: a teacher that
+  gets those problems wrong most of the time, not just at random.
 """
 
 from __future__ import annotations
@@ -84,8 +86,7 @@ def generate(task: str, split: str, n: int, seed: int = 0, **options: Any) -> li
                 )
             continue
         seen.add(problem.key)
-        is_flawed = len(rows) in flawed
-        row = spec.render(problem, is_flawed, opts)
+        row = spec.render(problem, len(rows) in flawed, opts)
         if row is None:  # a problem these options cannot render: skip it like a duplicate
             misses += 1
             continue
@@ -94,7 +95,7 @@ def generate(task: str, split: str, n: int, seed: int = 0, **options: Any) -> li
             {
                 "id": f"{task}-{split}-{stable_hash(task, problem.key):016x}",
                 **{k: row[k] for k in ("prompt", "reasoning", "response")},
-                "flawed": is_flawed,
+                "flawed": row.get("flawed", len(rows) in flawed),
                 **{k: row[k] for k in spec.columns},
             }
         )

@@ -109,8 +109,11 @@ def integer(low: int, high: int | None = None) -> Callable[[Any], int]:
     return convert
 
 
-def subset(allowed: Sequence[str]) -> Callable[[Any], tuple[str, ...]]:
-    """A converter accepting a non-empty selection of ``allowed`` (a list, or a string of one-character items)."""
+def subset(allowed: Sequence[str], empty: bool = False) -> Callable[[Any], tuple[str, ...]]:
+    """A converter accepting a selection of ``allowed`` (a list, or a string of one-character items).
+
+    The selection must not be empty unless ``empty`` says an empty one means "none".
+    """
 
     def convert(value: Any) -> tuple[str, ...]:
         if isinstance(value, str):
@@ -120,8 +123,9 @@ def subset(allowed: Sequence[str]) -> Callable[[Any], tuple[str, ...]]:
         else:
             raise ValueError(f"expected a list drawn from {list(allowed)}, got {value!r}")
         unknown = [item for item in items if item not in allowed]
-        if unknown or not items:
-            raise ValueError(f"expected a non-empty selection of {list(allowed)}, got {value!r}")
+        if unknown or not (items or empty):
+            kind = "a selection" if empty else "a non-empty selection"
+            raise ValueError(f"expected {kind} of {list(allowed)}, got {value!r}")
         return tuple(dict.fromkeys(items))  # unique, in the given order
 
     return convert
@@ -133,8 +137,9 @@ class Task:
 
     ``sample(rng, options)`` draws a problem; ``render(problem, flawed, options)`` returns the row's
     ``prompt``, ``reasoning``, ``response`` and domain columns, or None when the problem cannot be
-    rendered under these options (it is then skipped like a duplicate). ``widen`` tells a user which
-    options enlarge the problem space when it runs out.
+    rendered under these options (it is then skipped like a duplicate). A row may say it is ``flawed``
+    itself, when a systematic mistake (a trap) made it wrong though it was not drawn to be. ``widen``
+    tells a user which options enlarge the problem space when it runs out.
     """
 
     name: str

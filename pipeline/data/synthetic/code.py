@@ -5,7 +5,8 @@ template and parameters. Test cases are computed by running the reference soluti
 include the boundary values of the parameters so that off-by-one programs are caught. A flawed row's
 response is a single-token mutant of the reference (wrong operator, constant, comparison, call…) that is
 proven to fail at least one test. Functions are tested with ``call`` or ``assert`` tests, programs
-with ``stdio`` tests (the project's code test format).
+with ``stdio`` tests (the project's code test format). Trap templates model a teacher with a blind spot:
+most of their rows make the same boundary mistake, which imitation learns and only the tests can correct.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from pipeline.data.synthetic.execution import assert_test, failing_mutant, run_c
 NAME = "code"
 COLUMNS = ("tests", "entry_point")
 FAMILIES = ("expression", "string", "list", "predicate", "stdio")
+# The mistakes a teacher makes systematically on a trap template: the boundary of a comparison or a bound.
+BOUNDARY_BUGS = ("wrong_comparison", "off_by_one")
 
 Sampler = Callable[[random.Random, Options], Any]
 
@@ -177,7 +180,10 @@ def _inputs(kind: str, rng: random.Random, count: int, params: Mapping[str, Any]
         return rng.sample(WORDS, count)
     if kind == "ints":
         top = max([20, *[b + 2 for b in bounds]])
-        return [[rng.randint(-3, top) for _ in range(rng.randint(1, 6))] for _ in range(count)]
+        lists = [[rng.randint(-3, top) for _ in range(rng.randint(1, 6))] for _ in range(count)]
+        for xs in lists if bounds else ():  # a parameter or its neighbour in every list: boundaries tested
+            xs.insert(rng.randint(0, len(xs)), rng.choice(bounds) + rng.choice((-1, 0, 0, 1)))
+        return lists
     if kind == "two_ints":
         return [f"{rng.randint(-20, 50)} {rng.randint(-20, 50)}\n" for _ in range(count)]
     if kind == "int_line":
@@ -234,12 +240,20 @@ def render(problem: Problem, flawed: bool, options: Options) -> dict[str, Any] |
     if mutant is None:
         return None
     answer = mutant.code if flawed else code
+    # A trap template is one the teacher gets wrong most of the time (``trap_rate``), the same way each
+    # time where it can: a wrong comparison (``>=`` for ``>``), else a bound off by one, else any mutant.
+    if template.name in options["traps"] and rng.random() < options["trap_rate"] and not flawed:
+        candidates = (
+            failing_mutant(code, tests, problem_rng(NAME, template.name), [kind]) for kind in BOUNDARY_BUGS
+        )
+        answer = next((m for m in candidates if m is not None), mutant).code
     return {
         "prompt": prompt,
         "reasoning": plan,
         "response": f"```python\n{answer}```",
         "tests": json.dumps(tests),
         "entry_point": fn,
+        "flawed": answer != code,
     }
 
 
@@ -249,6 +263,14 @@ TASK = Task(
     options={
         "flaw_rate": Option(0.3, fraction, "share of rows whose response is a mutant that fails its tests"),
         "families": Option(FAMILIES, subset(FAMILIES), "problem families to draw from"),
+        "traps": Option(
+            (),
+            subset([t.name for t in TEMPLATES], empty=True),
+            "templates the teacher gets wrong systematically (see trap_rate), e.g. 'greater', 'count_above'",
+        ),
+        "trap_rate": Option(
+            0.7, fraction, "share of a trap template's rows whose answer has the boundary mistake"
+        ),
         "max_steps": Option(2, integer(1, 4), "most arithmetic steps in an expression problem"),
         "max_constant": Option(9, integer(2, 99), "largest constant in an expression problem"),
         "num_cases": Option(4, integer(2, 8), "test cases per problem"),

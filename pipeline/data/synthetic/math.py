@@ -2,8 +2,10 @@
 
 An expression problem is identified by its expression ("3 + 5 * 2"), a word problem by its template and
 numbers (names and items are drawn from the problem itself, so they never change its identity).
-The reasoning lists one line per operation, in precedence order; a flawed row slips in one step and
-carries the slip through to a wrong boxed answer, as a real careless solution would.
+The reasoning lists one line per operation, in precedence order; a flawed row slips in one step (or
+misreads an operation) and carries the mistake through to a wrong boxed answer, as a real careless
+solution would. Trap stories model a teacher with a misconception ("how many more" read as a sum): most
+of their rows misread the operation, so imitation learns the mistake and only a verifier can correct it.
 """
 
 from __future__ import annotations
@@ -204,11 +206,16 @@ def render(problem: Problem, flawed: bool, options: Options) -> dict[str, Any]:
         steps, given = solve(operands, ops, slip)
         if given == answer:  # the slip was multiplied by zero later on: slip in the last step instead
             steps, given = solve(operands, ops, (len(steps) - 1, slip[1]))
+    # A trap story is one the teacher misreads most of the time (``trap_rate``), whatever the flaw draw.
+    trapped = problem.params.get("story") in options["traps"] and rng.random() < options["trap_rate"]
+    if trapped and not flawed and not (options["no_carry"] and carries(operands, wrong_ops)):
+        steps, given = solve(operands, wrong_ops)
     return {
         "prompt": prompt + BOXED_HINT,
         "reasoning": " ".join(steps),
         "response": template.format(work=" ".join(steps), answer=format_number(given)),
         "answer": format_number(answer),
+        "flawed": given != answer,
     }
 
 
@@ -223,6 +230,14 @@ TASK = Task(
         ),
         "flaws": Option(
             FLAWS[:1], subset(FLAWS), "kinds of flawed rows: 'slip' in one step, wrong 'operation'"
+        ),
+        "traps": Option(
+            (),
+            subset([w.name for w in WORD_PROBLEMS], empty=True),
+            "word-problem stories the teacher misreads systematically (see trap_rate), e.g. 'more', 'older'",
+        ),
+        "trap_rate": Option(
+            0.7, fraction, "share of a trap story's rows whose working uses the misread operation"
         ),
         "max_operand": Option(20, integer(2, 10_000), "largest number in a problem"),
         "ops": Option(("+", "-", "*"), subset(OPS), "operations to draw from ('/' gives fractions like 3/4)"),
