@@ -340,6 +340,7 @@ class BenchmarkCheck:
     improved: bool | None  # own domain only: a significant increase
     ci: list[float] | None = None  # bootstrap interval of the paired mean difference
     note: str = ""
+    metric: str | None = None  # the eval record's metric: accuracy and win rate are in points
 
     def significant(self, alpha: float) -> bool:
         """Whether the change passed the test at ``alpha``."""
@@ -437,13 +438,20 @@ _ACTION_TEXT = {
 }
 
 
+# Metrics whose scores are fractions in [0, 1], reported in points.
+FRACTION_METRICS = ("accuracy", "win_rate")
+
+
 def _is_fraction(*values: float | None) -> bool:
     return all(v is None or -_EPS <= v <= 1.0 + _EPS for v in values)
 
 
 def _amount(x: float, check: BenchmarkCheck | None = None) -> str:
-    """A difference in points (x100) for [0, 1] scores, raw for other scales (e.g. reward-model scores)."""
-    if check is None or _is_fraction(check.before, check.after):
+    """A difference in points (x100) for fractions (accuracy, win rate), raw for other metrics (e.g.
+    reward-model scores); a check from an older ledger, without its metric, goes by its values' range."""
+    if check is None or (
+        check.metric in FRACTION_METRICS if check.metric else _is_fraction(check.before, check.after)
+    ):
         return f"{100.0 * x:.1f} points"
     return f"{x:.3g}"
 
@@ -575,6 +583,7 @@ def check_stage(
             improved=improved,
             ci=list(comparison.ci) if comparison.ci is not None else None,
             note=note,
+            metric=(record_after or record_before or {}).get("metric"),
         )
 
     own_results = [c.improved for c in checks.values() if c.role == "own" and c.improved is not None]

@@ -474,3 +474,31 @@ def test_latest_records_prefers_later_evaluations() -> None:
     base = {"stage": "base", "benchmarks": {"ifb": {"score": 0.1}, "gsm": {"score": 0.2}}}
     later = {"stage": "if_rl", "benchmarks": {"ifb": {"score": 0.5}}}
     assert latest_records([base, later]) == {"ifb": {"score": 0.5}, "gsm": {"score": 0.2}}
+
+
+@pytest.mark.parametrize(
+    ("metric", "before", "after", "expected"),
+    [
+        ("accuracy", 0.8, 0.3, "ifb by 50.0 points ("),
+        ("win_rate", 0.8, 0.3, "ifb by 50.0 points ("),
+        # a reward-model score that happens to lie in [0, 1] is still in reward units
+        ("mean_reward", 0.8, 0.3, "ifb by 0.5 ("),
+        ("mean_reward", 2.0, 1.5, "ifb by 0.5 ("),
+    ],
+)
+def test_regressions_are_stated_in_the_metric_units(
+    metric: str, before: float, after: float, expected: str
+) -> None:
+    result = check_stage(
+        "math_rl",
+        "math",
+        {"if"},
+        {"ifb": record("if", [before] * 200, metric=metric)},
+        {"ifb": record("if", [after] * 200, metric=metric)},
+        [],
+        policy="warn",
+        tolerance=0.02,
+        alpha=0.05,
+        benchmark_domains=DOMAINS,
+    )
+    assert expected in result.summary()
