@@ -300,6 +300,10 @@ TRAP_CASES = [
     ("code", {"traps": ["greater"], "families": ["predicate"]},
      lambda r: r["entry_point"] == "above",
      lambda r: ">=" in r["response"]),
+    # The quotation marks asked for, left out: the rest of the instructions still followed.
+    ("instruction", {"traps": ["startend:quotation"], "instructions": ["startend:quotation", "punctuation:no_comma", "detectable_content:postscript"]},
+     lambda r: "startend:quotation" in r["instruction_id_list"],
+     lambda r: not r["response"].startswith('"')),
     ("code", {"traps": ["count_above"], "families": ["list"], "n": 45},
      lambda r: r["entry_point"] == "count_above",
      lambda r: ">=" in r["response"]),
@@ -523,7 +527,7 @@ def test_the_project_reward_scores_good_rows_1_and_flawed_rows_below_1(task: str
     assert [s == 1.0 for s in scores] == [not r["flawed"] for r in rows]
 
 
-@pytest.mark.parametrize("task", ["math", "code"])
+@pytest.mark.parametrize("task", ["math", "code", "instruction"])
 def test_trap_rows_fail_the_project_reward(task: str) -> None:
     # The verifier agrees with the flawed flag on trap rows too, random flaws mixed in.
     module, name, columns = REWARD_CASES[task]
@@ -531,6 +535,7 @@ def test_trap_rows_fail_the_project_reward(task: str) -> None:
     options = {
         "math": {"traps": ["more", "gift"], "word_problems": 1.0},
         "code": {"traps": ["greater", "between"]},
+        "instruction": {"traps": ["startend:quotation", "detectable_content:postscript"]},
     }
     rows = generate(task, "test", 40, flaw_rate=0.2, trap_rate=0.9, **options[task])
     scores = reward([r["response"] for r in rows], **{c: [r[c] for r in rows] for c in columns})

@@ -5,6 +5,8 @@ uses) and a subset of IFEval instruction types a tiny model can learn. Responses
 topic sentences, then sized and checked with :func:`follows` (IFEval semantics, see below) so that a
 good response provably follows every constraint and a flawed one provably breaks one of them (and
 follows the others, up to the language detection of a case check, which only good texts go through).
+Trap instructions model a teacher that habitually ignores one kind of instruction (the quotation marks,
+the postscript): most rows asking for one ignore it, so imitation learns to ignore it too.
 
 :func:`follows` mirrors IFEval's checks for the supported instructions, including the language
 detection of the case checks (langdetect, seeded): all-capital English is often not recognised as
@@ -390,6 +392,11 @@ def render(problem: Problem, flawed: bool, options: Options) -> dict[str, Any] |
     if good_text is None or not bad:
         return None
     response = _pick(bad, len(allowed), constraints, start, language=False) if flawed else good_text
+    # A trap instruction is one the teacher ignores most of the time (``trap_rate``) when it is asked for.
+    trap = next((i for i in ids if i in options["traps"]), None)
+    if trap is not None and rng.random() < options["trap_rate"] and not flawed:
+        ignored = _fitting(topic, pool, constraints, trap, extras)
+        response = _pick(ignored, len(allowed), constraints, start, language=False) if ignored else response
     prompt = " ".join(
         [TASK_PROMPTS[problem.params["phrasing"]].format(topic=topic.name)]
         + [PROMPTS[i].format(**_phrase_kwargs(k)) for i, k in constraints.items()]
@@ -401,6 +408,7 @@ def render(problem: Problem, flawed: bool, options: Options) -> dict[str, Any] |
         "response": response,
         "instruction_id_list": list(ids),
         "kwargs": [dict(k) for k in kwargs],
+        "flawed": response != good_text,
     }
 
 
@@ -417,6 +425,14 @@ TASK = Task(
         "flaw_rate": Option(0.3, fraction, "share of rows whose response breaks one of its instructions"),
         "instructions": Option(INSTRUCTIONS, subset(INSTRUCTIONS), "IFEval instruction ids to draw from"),
         "max_instructions": Option(2, integer(1, 3), "most instructions in one prompt"),
+        "traps": Option(
+            (),
+            subset(INSTRUCTIONS, empty=True),
+            "instructions the teacher ignores systematically (see trap_rate), e.g. 'startend:quotation'",
+        ),
+        "trap_rate": Option(
+            0.7, fraction, "share of the rows asking for a trap instruction whose response ignores it"
+        ),
     },
     sample=sample,
     render=render,
