@@ -18,7 +18,7 @@ Guarantees:
   ValueError naming the options that enlarge it (there is no sampling with repeats).
 - Exactly ``round(flaw_rate * n)`` rows are flawed at random, at positions drawn from the seed; a
   problem's rendering does not depend on the seed, so the ``n`` first rows of a larger call are the same
-  problems. A task's ``traps`` (math stories, code templates) add systematic mistakes: a teacher that
+  problems. A task's ``traps`` (math stories, code templates, instructions) add systematic mistakes: a teacher that
   gets those problems wrong most of the time, not just at random.
 """
 

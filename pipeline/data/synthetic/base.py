@@ -131,6 +131,17 @@ def subset(allowed: Sequence[str], empty: bool = False) -> Callable[[Any], tuple
     return convert
 
 
+def trap_options(allowed: Sequence[str], kinds: str, rows: str, example: str) -> dict[str, Option]:
+    """A task's ``traps`` (``kinds`` of problem, drawn from ``allowed``, that the teacher gets wrong
+    systematically; none by default) and ``trap_rate`` (the share of ``rows`` that make the mistake)."""
+    return {
+        "traps": Option(
+            (), subset(allowed, empty=True), f"{kinds} systematically (see trap_rate), e.g. {example}"
+        ),
+        "trap_rate": Option(0.7, fraction, f"share of {rows}"),
+    }
+
+
 @dataclass(frozen=True)
 class Task:
     """A synthetic task: its domain columns, its options, how to sample a problem and how to render it.

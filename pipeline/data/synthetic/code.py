@@ -26,6 +26,7 @@ from pipeline.data.synthetic.base import (
     integer,
     problem_rng,
     subset,
+    trap_options,
 )
 from pipeline.data.synthetic.execution import assert_test, failing_mutant, run_call, run_stdio
 
@@ -263,13 +264,11 @@ TASK = Task(
     options={
         "flaw_rate": Option(0.3, fraction, "share of rows whose response is a mutant that fails its tests"),
         "families": Option(FAMILIES, subset(FAMILIES), "problem families to draw from"),
-        "traps": Option(
-            (),
-            subset([t.name for t in TEMPLATES], empty=True),
-            "templates the teacher gets wrong systematically (see trap_rate), e.g. 'greater', 'count_above'",
-        ),
-        "trap_rate": Option(
-            0.7, fraction, "share of a trap template's rows whose answer has the boundary mistake"
+        **trap_options(
+            [t.name for t in TEMPLATES],
+            "templates the teacher gets wrong",
+            "a trap template's rows whose answer has the boundary mistake",
+            "'greater', 'count_above'",
         ),
         "max_steps": Option(2, integer(1, 4), "most arithmetic steps in an expression problem"),
         "max_constant": Option(9, integer(2, 99), "largest constant in an expression problem"),

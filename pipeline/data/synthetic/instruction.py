@@ -31,6 +31,7 @@ from pipeline.data.synthetic.base import (
     integer,
     problem_rng,
     subset,
+    trap_options,
 )
 
 NAME = "instruction"
@@ -425,13 +426,11 @@ TASK = Task(
         "flaw_rate": Option(0.3, fraction, "share of rows whose response breaks one of its instructions"),
         "instructions": Option(INSTRUCTIONS, subset(INSTRUCTIONS), "IFEval instruction ids to draw from"),
         "max_instructions": Option(2, integer(1, 3), "most instructions in one prompt"),
-        "traps": Option(
-            (),
-            subset(INSTRUCTIONS, empty=True),
-            "instructions the teacher ignores systematically (see trap_rate), e.g. 'startend:quotation'",
-        ),
-        "trap_rate": Option(
-            0.7, fraction, "share of the rows asking for a trap instruction whose response ignores it"
+        **trap_options(
+            INSTRUCTIONS,
+            "instructions the teacher ignores",
+            "the rows asking for a trap instruction whose response ignores it",
+            "'startend:quotation'",
         ),
     },
     sample=sample,

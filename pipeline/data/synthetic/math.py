@@ -25,6 +25,7 @@ from pipeline.data.synthetic.base import (
     integer,
     problem_rng,
     subset,
+    trap_options,
 )
 
 NAME = "math"
@@ -231,13 +232,11 @@ TASK = Task(
         "flaws": Option(
             FLAWS[:1], subset(FLAWS), "kinds of flawed rows: 'slip' in one step, wrong 'operation'"
         ),
-        "traps": Option(
-            (),
-            subset([w.name for w in WORD_PROBLEMS], empty=True),
-            "word-problem stories the teacher misreads systematically (see trap_rate), e.g. 'more', 'older'",
-        ),
-        "trap_rate": Option(
-            0.7, fraction, "share of a trap story's rows whose working uses the misread operation"
+        **trap_options(
+            [w.name for w in WORD_PROBLEMS],
+            "word-problem stories the teacher misreads",
+            "a trap story's rows whose working uses the misread operation",
+            "'more', 'older'",
         ),
         "max_operand": Option(20, integer(2, 10_000), "largest number in a problem"),
         "ops": Option(("+", "-", "*"), subset(OPS), "operations to draw from ('/' gives fractions like 3/4)"),
