@@ -16,14 +16,6 @@ import pytest
 
 from tests.conftest import PYTHON, ROOT, subprocess_env
 
-# Targets the current recipe does not reach yet (measured in docs/results/tiny.md); strict, so that a
-# recipe that reaches one turns its test red until the mark is removed.
-NOT_YET = pytest.mark.xfail(
-    strict=True,
-    reason="not reached by recipes/tiny.yaml yet: instruction following after SFT is +3.1 points over the "
-    "random model on CPU (-1.6 on the H100)",
-)
-
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
@@ -51,7 +43,7 @@ def scores(report: dict, stage: str) -> dict[str, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param("ifeval", marks=NOT_YET), "math", "code"])  # accuracies
+@pytest.mark.parametrize("name", ["ifeval", "math", "code"])  # accuracies
 def test_sft_leaves_room_above_base(report: dict, name: str) -> None:
     base, sft = scores(report, "base"), scores(report, "sft2")
     assert sft[name] >= base[name] + 0.10, (name, base[name], sft[name])
