@@ -444,6 +444,15 @@ class _Zygote:
         chk_sock.close()
         status = self._wait([solution, checker], checker, limits)
         result = self._describe(status, limits)
+        # A solution stopped by its CPU limit (a loop while loading or inside a call) ends the checker's
+        # wait with end of stream, and the checker exits normally: the run timed out all the same.
+        solution_end = status["statuses"][solution]
+        if (
+            result["status"] == "ok"
+            and os.WIFSIGNALED(solution_end)
+            and _SIGNAL_NAMES.get(os.WTERMSIG(solution_end)) == "SIGXCPU"
+        ):
+            result.update(status="timeout", signal="SIGXCPU")
         result["stdout"], result["stdout_truncated"] = self._read_memfd(sol_out, 4096)
         result["stderr"] = self._read_tail(sol_err)
         for fd in (null, null_out, sol_out, sol_err):
@@ -589,12 +598,13 @@ class _Zygote:
             os.close(pidfd)
         for pid in pids:  # stop the whole job (both processes of an isolated assert run)
             self._killpg(pid)
-        raw = 0
-        for pid in pids:
-            _, status = os.waitpid(pid, 0)
-            if pid == main:
-                raw = status
-        return {"raw": raw, "verdict": verdict, "wall_s": round(time.monotonic() - start, 4)}
+        statuses = {pid: os.waitpid(pid, 0)[1] for pid in pids}
+        return {
+            "raw": statuses[main],
+            "statuses": statuses,
+            "verdict": verdict,
+            "wall_s": round(time.monotonic() - start, 4),
+        }
 
     def _describe(self, status: dict, limits: dict) -> dict:
         raw = status["raw"]

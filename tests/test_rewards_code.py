@@ -495,8 +495,10 @@ TIMEOUT_CASES = [
     ("while True:\n    pass", STDIO_ADD),
     # An infinite loop inside the called function.
     ("def add(a, b):\n    while True:\n        pass", CALL_ADD),
-    # An infinite loop at import time of an assert program.
+    # An infinite loop at import time of an assert program, and inside the function its test calls
+    # (the solution process hits its CPU limit while the checker waits on it).
     ("while True:\n    pass", ASSERT_ADD),
+    ("def add(a, b):\n    while True:\n        pass", ASSERT_ADD),
     # Sleeping (no CPU use) is caught by the wall clock, not only the CPU limit.
     ("import time\ntime.sleep(60)", STDIO_ADD),
 ]
@@ -605,3 +607,28 @@ def test_identical_completions_run_once() -> None:
     details = code_reward_details([py(FN_OK)] * 3 + [py(FN_WRONG)], [CALL_ADD] * 4, **OPTS)
     assert [d.score for d in details] == [1.0, 1.0, 1.0, 0.0]
     assert details[0] is details[1] is details[2]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "while True:\n    pass",  # the loop runs while the program loads
+        "def add(a, b):\n    while True:\n        pass",  # the loop runs inside the call the test makes
+    ],
+)
+def test_assert_solution_stopped_by_its_cpu_limit_is_a_timeout(code: str) -> None:
+    """A wall clock well above the CPU limit: the solution dies of SIGXCPU while the checker still waits."""
+    from rewards.sandbox import Limits, SandboxConfig, SandboxPool
+
+    pool = SandboxPool(SandboxConfig(workers=1))
+    try:
+        started = time.monotonic()
+        response = pool.run(
+            {"mode": "assert", "code": code, "entry_point": "add", "isolated": True},
+            Limits(wall_s=20, cpu_s=1),
+            payload=ASSERT_ADD["test"].encode(),
+        )
+        assert response["status"] == "timeout" and response.get("signal") == "SIGXCPU", response
+        assert time.monotonic() - started < 10
+    finally:
+        pool.close()
