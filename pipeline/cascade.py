@@ -60,9 +60,8 @@ class Cascade:
         except ConfigError as exc:
             log.error("%s", exc)
             return EXIT_CONFIG
-        session = {"started": L.now(), "processes": self.state.num_processes}
         assert self.ledger is not None
-        self.ledger.data["sessions"].append(session)
+        self.ledger.open_session(self.state.num_processes, t0)
         self.ledger.data["status"] = L.RUNNING
         self.ledger.save()
         code = EXIT_FAILED
@@ -76,13 +75,9 @@ class Cascade:
             self.ledger.data["status"] = L.FAILED
             code = EXIT_FAILED
         finally:
-            session.update(ended=L.now(), wall_s=round(time.monotonic() - t0, 2), exit=code)
-            self.ledger.data["wall_s"] = round(
-                sum(s.get("wall_s", 0.0) for s in self.ledger.data["sessions"]), 2
-            )
             if code == EXIT_OK:
                 self.ledger.data["status"] = L.DONE
-            self.ledger.save()
+            self.ledger.close_session(code)
             self._refresh_report()
             if self.tracker is not None:
                 self.tracker.summary({"exit_code": code, "wall_s": self.ledger.data["wall_s"]})
@@ -168,7 +163,8 @@ class Cascade:
             policy = self.recipe.gate.policy  # not part of the stage hash: it may change between runs
             message = (entry.get("gate") or {}).get("message", f"stage {name} regressed")
             if policy == "stop":
-                log.error(
+                self._announce(
+                    logging.ERROR,
                     "stage %s was stopped by the regression gate (%s); re-run it with run.rerun_from=%s, "
                     "or go on with gate.policy=warn or gate.policy=rollback",
                     name, message, name,
@@ -178,7 +174,11 @@ class Cascade:
             entry.update(status=L.DONE, discarded=policy == "rollback")
             if policy == "rollback":
                 entry["next_init"] = self._rel(progress.current)
-                log.warning("rolling back %s now (gate.policy=rollback): its weights are discarded", name)
+                self._announce(
+                    logging.WARNING,
+                    "rolling back %s now (gate.policy=rollback): its weights are discarded",
+                    name,
+                )
             self.ledger.save()
         if not entry.get("discarded"):
             progress.current = self._abs(entry.get("next_init") or entry["checkpoint"])
@@ -191,6 +191,7 @@ class Cascade:
 
     def _train(self, name: str, cfg: Any, entry: dict[str, Any], progress: _Progress) -> int | None:
         """Train a stage, evaluate, gate, and record; returns an exit code when the cascade must end."""
+        from pipeline.models import end_deepspeed_stage
         from pipeline.stages import stage_module
         from pipeline.stages.base import StageContext
 
@@ -234,6 +235,8 @@ class Cascade:
             )
             log.error("stage %s failed: %s: %s", name, type(exc).__name__, exc)
             raise
+        finally:
+            end_deepspeed_stage()  # the stage's DeepSpeed config ends with it: later loads are whole
         checkpoint = self._rel(ctx.final_dir)
         progress.finished[name] = str(ctx.final_dir)
         entry.update(
@@ -255,11 +258,14 @@ class Cascade:
             entry.update(status=L.REGRESSED, next_init=checkpoint)
             ledger.data["status"] = L.REGRESSED
             ledger.save()
-            log.error("cascade stopped by the regression gate: %s", verdict.get("message", ""))
+            self._announce(
+                logging.ERROR, "cascade stopped by the regression gate: %s", verdict.get("message", "")
+            )
             return EXIT_REGRESSED
         if action == "rollback":
             entry.update(status=L.DONE, discarded=True, next_init=self._rel(progress.current))
-            log.warning(
+            self._announce(
+                logging.WARNING,
                 "rolling back %s: its weights are discarded; next stage starts from %s",
                 name,
                 progress.current,
@@ -374,10 +380,14 @@ class Cascade:
         entry["gate"] = verdict
         assert self.ledger is not None
         self.ledger.save()
-        (log.warning if verdict.get("verdict") != "pass" else log.info)(
-            "gate after %s: %s", name, verdict["message"]
-        )
+        level = logging.WARNING if verdict.get("verdict") != "pass" else logging.INFO
+        self._announce(level, "gate after %s: %s", name, verdict["message"])
         return verdict
+
+    def _announce(self, level: int, message: str, *args: Any) -> None:
+        """Log a decision of the whole run (every process takes the same one) once, from the main process."""
+        if self.is_main:
+            log.log(level, message, *args)
 
     def _refresh_report(self) -> None:
         if not self.is_main:

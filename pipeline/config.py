@@ -151,6 +151,23 @@ class TrainConfig:
             raise ConfigError(f"key '{key}.learning_rate' must not be negative, got {self.learning_rate}")
         if self.deepspeed and not Path(self.deepspeed).exists():
             raise ConfigError(f"key '{key}.deepspeed' points to '{self.deepspeed}', which does not exist")
+        if self.deepspeed:
+            self.zero_stage(key)
+
+    def zero_stage(self, key: str = "train") -> int | None:
+        """The ZeRO stage of the DeepSpeed config, or None without one."""
+        if not self.deepspeed:
+            return None
+        try:
+            config = json.loads(Path(self.deepspeed).read_text())
+            stage = (config.get("zero_optimization") or {}).get("stage", 0)
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ConfigError(
+                f"key '{key}.deepspeed': '{self.deepspeed}' is not a DeepSpeed JSON config ({exc})"
+            ) from None
+        if stage not in (0, 1, 2, 3):
+            raise ConfigError(f"key '{key}.deepspeed': zero_optimization.stage must be 0-3, got {stage!r}")
+        return stage
 
 
 @dataclass
@@ -171,6 +188,11 @@ class StageConfig:
             raise ConfigError(f"key '{key}.data' must list at least one data source")
         if not 0.0 <= self.think_fraction <= 1.0:
             raise ConfigError(f"key '{key}.think_fraction' must be in [0, 1], got {self.think_fraction}")
+        if self.lora.enabled and self.train.zero_stage(f"{key}.train") == 3:
+            raise ConfigError(
+                f"key '{key}.lora' cannot be used with a ZeRO-3 DeepSpeed config: merging the adapters needs "
+                "the whole base model in one process; use ZeRO-2 (or no DeepSpeed) for a LoRA stage"
+            )
 
 
 @dataclass

@@ -59,10 +59,27 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 class Ledger:
-    """A thin handle on ledger.json: load, mutate the dict, ``save()`` (main process only)."""
+    """A thin handle on ledger.json: load, mutate the dict, ``save()`` (main process only).
+
+    Each launch is a session. Its ``wall_s`` is brought up to date by every save, so a session that was
+    killed still counts (up to its last write) in the run's ``wall_s``, the sum over sessions.
+    """
 
     def __init__(self, run_dir: Path, data: dict[str, Any], writer: bool):
         self.run_dir, self.data, self.writer = Path(run_dir), data, writer
+        self._session: dict[str, Any] | None = None
+        self._session_t0 = 0.0
+
+    def open_session(self, processes: int, t0: float | None = None) -> None:
+        """Start this launch's session (``t0``: its ``time.monotonic()`` start, default now)."""
+        self._session = {"started": now(), "processes": processes, "wall_s": 0.0}
+        self._session_t0 = time.monotonic() if t0 is None else t0
+        self.data["sessions"].append(self._session)
+
+    def close_session(self, exit_code: int) -> None:
+        if self._session is not None:
+            self._session.update(ended=now(), exit=exit_code)
+        self.save()
 
     @property
     def path(self) -> Path:
@@ -97,6 +114,9 @@ class Ledger:
         if not self.writer:
             return
         self.data["updated"] = now()
+        if self._session is not None:
+            self._session["wall_s"] = round(time.monotonic() - self._session_t0, 2)
+            self.data["wall_s"] = round(sum(s.get("wall_s", 0.0) for s in self.data["sessions"]), 2)
         atomic_write_json(self.path, self.data)
 
     def stage(self, name: str) -> dict[str, Any]:
@@ -214,11 +234,3 @@ def plan(
                     f"re-run with run.rerun_from={todo[0]} or use another run.name"
                 )
     return Plan(entries, todo, reused, stale)
-
-
-class Stopwatch:
-    def __init__(self) -> None:
-        self.t0 = time.monotonic()
-
-    def elapsed(self) -> float:
-        return round(time.monotonic() - self.t0, 3)

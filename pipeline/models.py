@@ -7,9 +7,11 @@ directory in HF format, so every later step loads it exactly like any other chec
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,10 +181,48 @@ def weights_dtype(precision: str, training: bool, frozen_base: bool = False) -> 
 def load_causal_lm(
     path: str, precision: str = "auto", device: Any = None, training: bool = False, frozen_base: bool = False
 ) -> Any:
+    """A causal LM from ``path``: partitioned while a ZeRO-3 stage is set up for training, whole otherwise."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=weights_dtype(precision, training, frozen_base))
+    dtype = weights_dtype(precision, training, frozen_base)
+    with contextlib.nullcontext() if training else whole_weights():
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     return model.to(device) if device is not None else model
+
+
+# --------------------------------------------------------------------------------------------------
+# DeepSpeed ZeRO-3 and models loaded beside the trained one
+#
+# Creating a trainer's arguments with a ZeRO-3 config registers it in transformers, and from then on every
+# ``from_pretrained`` in the process partitions the weights across processes (``deepspeed.zero.Init``).
+# That is what the trained model needs (a 14B model never exists whole in one process), and wrong for a
+# frozen model each process runs alone: a reward model inside an RL stage, the evaluation replica after it,
+# or the next stage's model when that stage does not use ZeRO-3.
+
+
+@contextlib.contextmanager
+def whole_weights() -> Iterator[None]:
+    """Load models whole in this block, even inside a ZeRO-3 stage; the stage's config is restored after."""
+    try:
+        from transformers.integrations import deepspeed as hf_deepspeed
+    except ImportError:  # pragma: no cover - transformers without its DeepSpeed integration
+        yield
+        return
+    saved = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
+def end_deepspeed_stage() -> None:
+    """Forget the DeepSpeed config a finished stage registered, so nothing after it loads partitioned."""
+    try:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+    except ImportError:  # pragma: no cover
+        return
+    unset_hf_deepspeed_config()
 
 
 def peft_config(lora: LoraConfig, task_type: str = "CAUSAL_LM") -> Any:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +41,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     """Environment for launching the CLI in a subprocess: quiet, offline, this checkout importable."""
     env = dict(os.environ)
     env.update(
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
         WANDB_MODE="disabled",
         TOKENIZERS_PARALLELISM="false",
         HF_HUB_OFFLINE="1",
@@ -48,3 +50,17 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def wait_for_checkpoint(proc: subprocess.Popen, checkpoints: Path, step: int, timeout_s: float = 600) -> None:
+    """Wait until a complete trainer checkpoint of at least ``step`` exists (or the process ends)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = [
+            int(p.name.split("-")[1])
+            for p in checkpoints.glob("checkpoint-*")
+            if (p / "trainer_state.json").exists()
+        ]
+        if done and max(done) >= step:
+            return
+        time.sleep(0.2)

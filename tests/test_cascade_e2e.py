@@ -6,10 +6,11 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-from tests.conftest import PYTHON, ROOT, subprocess_env
+import pytest
+
+from tests.conftest import PYTHON, ROOT, subprocess_env, wait_for_checkpoint
 
 RECIPE = str(ROOT / "tests" / "recipes" / "two-sft.yaml")
 
@@ -94,17 +95,7 @@ def test_kill_during_stage_2_then_resume(tmp_path: Path) -> None:
     # slow stage 2 down a little so that the kill lands after its first checkpoint and before its end
     args = ("stages.sft2.train.max_steps=40", "stages.sft2.train.save_steps=4")
     proc = launch(tmp_path, *args, wait=False, name="kill")
-    ckpts = run / "stages" / "02-sft2" / "checkpoints"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:
-        done = [
-            int(p.name.split("-")[1])
-            for p in ckpts.glob("checkpoint-*")
-            if (p / "trainer_state.json").exists()
-        ]
-        if done and max(done) >= 8:
-            break
-        time.sleep(0.5)
+    wait_for_checkpoint(proc, run / "stages" / "02-sft2" / "checkpoints", 8)
     assert proc.poll() is None, (
         "the run ended before it could be killed: " + (tmp_path / "kill.log").read_text()[-2000:]
     )
@@ -114,6 +105,8 @@ def test_kill_during_stage_2_then_resume(tmp_path: Path) -> None:
     assert stage(run, "sft1")["status"] == "done" and stage(run, "sft2")["status"] == "running"
     sft1_mtime = (run / "stages/01-sft1/final/model.safetensors").stat().st_mtime
     assert killed["status"] == "running"
+    # the killed session counts up to its last write
+    assert killed["sessions"][0]["wall_s"] > 0 and "ended" not in killed["sessions"][0]
 
     resumed = launch(tmp_path, *args, name="kill")
     log = (tmp_path / "kill.log").read_text()
@@ -123,6 +116,9 @@ def test_kill_during_stage_2_then_resume(tmp_path: Path) -> None:
     sft2 = stage(run, "sft2")
     assert sft2["status"] == "done" and sft2["attempts"] == 2 and sft2["summary"]["steps"] == 40
     assert "stage sft2 resumes from" in log and "checkpoint-" in log
+    sessions = ledger(run)["sessions"]
+    assert sessions[0]["wall_s"] == killed["sessions"][0]["wall_s"] and sessions[1]["exit"] == 0
+    assert ledger(run)["wall_s"] == pytest.approx(sessions[0]["wall_s"] + sessions[1]["wall_s"], abs=0.02)
 
 
 def test_two_processes(tmp_path: Path) -> None:

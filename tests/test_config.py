@@ -60,6 +60,13 @@ def recipe_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "# python launch/cascade.py recipe=child\ndefaults: [mini, _self_]\ndescription: inherits mini\n"
         "stages: {sft2: {train: {max_steps: 9}}}\n"
     )
+    for name, text in [
+        ("zero2.json", '{"zero_optimization": {"stage": 2}}'),
+        ("zero3.json", '{"zero_optimization": {"stage": 3}}'),
+        ("broken.json", '{"zero_optimization": '),
+        ("zero4.json", '{"zero_optimization": {"stage": 4}}'),
+    ]:
+        (tmp_path / name).write_text(text)
     monkeypatch.chdir(tmp_path)
     return rdir
 
@@ -80,6 +87,12 @@ OVERRIDES = [
     (["stages.sft1.data.0.size=4"], lambda r: r.stages["sft1"].data[0].size == 4),
     # '~' deletes a key: the stage falls back to the schema default
     (["~stages.sft1.train.learning_rate"], lambda r: r.stages["sft1"].train.learning_rate == 1e-5),
+    # a DeepSpeed config per stage; LoRA goes with ZeRO-2
+    (["stages.sft1.train.deepspeed=zero3.json"], lambda r: r.stages["sft1"].train.zero_stage() == 3),
+    (
+        ["stages.sft1.train.deepspeed=zero2.json", "stages.sft1.lora.enabled=true"],
+        lambda r: r.stages["sft1"].lora.enabled and r.stages["sft1"].train.zero_stage() == 2,
+    ),
 ]
 
 
@@ -128,6 +141,14 @@ ERRORS = [
     (["+run.rerun_from=sft3"], ["run.rerun_from", "sft3"]),
     # a negative size
     (["+stages.sft1.data.0.size=-3"], ["stages.sft1.data[0].size", "positive"]),
+    # DeepSpeed configs: missing, not JSON, an unknown ZeRO stage, ZeRO-3 with LoRA
+    (["stages.sft1.train.deepspeed=zero9.json"], ["stages.sft1.train.deepspeed", "does not exist"]),
+    (["stages.sft1.train.deepspeed=broken.json"], ["stages.sft1.train.deepspeed", "not a DeepSpeed JSON"]),
+    (["stages.sft1.train.deepspeed=zero4.json"], ["stages.sft1.train.deepspeed", "stage must be 0-3"]),
+    (
+        ["stages.sft1.train.deepspeed=zero3.json", "stages.sft1.lora.enabled=true"],
+        ["stages.sft1.lora", "ZeRO-3", "ZeRO-2"],
+    ),
 ]
 
 
@@ -204,3 +225,9 @@ def test_recipe_list(recipe_dir: Path) -> None:
     )
     assert proc.returncode == 0
     assert "mini" in proc.stdout and "a two-stage recipe for tests" in proc.stdout
+
+
+def test_shipped_deepspeed_config_is_zero3(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    recipe = load_recipe("tiny-smoke", ["stages.sft1.train.deepspeed=recipes/deepspeed/zero3.json"])
+    assert recipe.stages["sft1"].train.zero_stage() == 3

@@ -269,6 +269,13 @@ class StageReward:
         self.fn, self.__name__, self.mode = fn, name, mode
 
     def __call__(self, completions: list[Any], **columns: Any) -> list[float | None]:
+        from pipeline.models import whole_weights
+
+        # a reward that loads a model (a reward model) loads it whole, also inside a ZeRO-3 stage
+        with whole_weights():
+            return self._score(completions, columns)
+
+    def _score(self, completions: list[Any], columns: dict[str, Any]) -> list[float | None]:
         n = len(completions)
         if self.mode == "any":
             return list(self.fn(completions, **columns))

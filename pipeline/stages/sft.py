@@ -63,9 +63,6 @@ def run(ctx: StageContext) -> StageResult:
     cfg: Config = ctx.config  # type: ignore[assignment]
     dataset = build_dataset(ctx)
     tokenizer = load_tokenizer(ctx.init_path)
-    model = load_causal_lm(
-        ctx.init_path, ctx.recipe.run.precision, training=True, frozen_base=cfg.lora.enabled
-    )
     args = make_config(
         SFTConfig,
         {
@@ -77,6 +74,10 @@ def run(ctx: StageContext) -> StageResult:
             "dataset_num_proc": None,
             **cfg.train.extra,
         },
+    )
+    # loaded after the arguments: under ZeRO-3 they make from_pretrained partition the weights as it loads
+    model = load_causal_lm(
+        ctx.init_path, ctx.recipe.run.precision, training=True, frozen_base=cfg.lora.enabled
     )
     metrics = MetricsCallbackFactory.create(ctx)
     trainer = SFTTrainer(
