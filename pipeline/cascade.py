@@ -47,6 +47,7 @@ class Cascade:
         self.run_dir = recipe.run_dir
         self.ledger: L.Ledger | None = None
         self.tracker: Any = None
+        self.lock = L.RunLock(self.run_dir)
 
     # ---------------------------------------------------------------------------------------------
     def barrier(self) -> None:
@@ -59,6 +60,7 @@ class Cascade:
             self._open()
         except ConfigError as exc:
             log.error("%s", exc)
+            self.lock.release()
             return EXIT_CONFIG
         assert self.ledger is not None
         self.ledger.open_session(self.state.num_processes, t0)
@@ -82,12 +84,23 @@ class Cascade:
             if self.tracker is not None:
                 self.tracker.summary({"exit_code": code, "wall_s": self.ledger.data["wall_s"]})
                 self.tracker.finish(exit_code=code)
+            self.lock.release()
         return code
 
     # ---------------------------------------------------------------------------------------------
     def _open(self) -> None:
         """Reconcile the run directory with the recipe (all processes), then write it (main)."""
         recipe = self.recipe
+        holder = self.lock.acquire() if self.is_main else None
+        if self.state.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            holder = broadcast_object_list([holder])[0]
+        if holder is not None:
+            raise ConfigError(
+                f"run directory '{self.run_dir}' is in use by {holder}: wait for that launch to end, "
+                "or choose another run.name"
+            )
         previous = L.Ledger.read(self.run_dir)
         stages = [(name, s.kind, s.domain) for name, s in recipe.stages.items()]
         plan = L.plan(

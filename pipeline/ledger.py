@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.schema import ConfigError
+
+log = logging.getLogger(__name__)
 
 LEDGER_VERSION = 1
 PENDING, RUNNING, DONE, FAILED, REGRESSED, STALE = (
@@ -128,6 +131,51 @@ class Ledger:
     def update_stage(self, name: str, **fields: Any) -> None:
         self.stage(name).update(fields)
         self.save()
+
+
+class RunLock:
+    """One launch per run directory: the main process holds an ``flock`` on ``<run>/.lock`` while it runs.
+
+    The kernel drops the lock when its holder exits, however it exits (``kill -9`` included), so a lock
+    file left behind never blocks a resume. On a filesystem without locks the check is skipped, with a
+    warning.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self._file: Any = None
+
+    def acquire(self) -> str | None:
+        """Take the lock: None when this process holds it now, otherwise who holds it."""
+        import fcntl
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the run
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another launch"
+            handle.close()
+            return holder
+        except OSError as exc:
+            log.warning(
+                "cannot lock %s (%s): a second launch on this run would not be detected", self.path, exc
+            )
+            handle.close()
+            return None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._file = handle
+        return None
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the descriptor drops the lock
+            self._file = None
 
 
 def stage_entry(name: str, index: int, kind: str, domain: str | None, config_hash: str) -> dict[str, Any]:

@@ -204,3 +204,33 @@ def test_lora_and_packing_save_a_merged_plain_checkpoint(tmp_path: Path) -> None
     before = AutoModelForCausalLM.from_pretrained(tmp_path / "runs" / "lora" / "stages" / "01-sft1" / "final")
     changed = [n for n, p in merged.named_parameters() if not p.equal(dict(before.named_parameters())[n])]
     assert changed  # the adapters' update is in the merged weights
+
+
+def test_a_run_directory_in_use_is_refused(tmp_path: Path) -> None:
+    """A second launch on a run that another launch holds stops with exit 2; a left-over lock file does not."""
+    run = tmp_path / "runs" / "busy"
+    run.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [PYTHON, "-c", "import fcntl, sys, time\nf = open(sys.argv[1], 'a+')\nfcntl.flock(f, fcntl.LOCK_EX)\n"
+         "f.write('pid 4242 on node7'); f.flush(); print('held', flush=True); time.sleep(120)", str(run / ".lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        cmd = [PYTHON, str(ROOT / "launch" / "cascade.py"), f"recipe={RECIPE}", "run.name=busy",
+               f"run.output_dir={tmp_path / 'runs'}", "~stages.sft2"]  # fmt: skip
+        busy = subprocess.run(
+            cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300
+        )
+        assert busy.returncode == 2, busy.stderr[-2000:]
+        assert "is in use by pid 4242 on node7" in busy.stderr and "run.name" in busy.stderr
+        assert not (run / "ledger.json").exists()  # nothing of the other launch's run was touched
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone and its lock with it; the file it left behind does not block
+    free = subprocess.run(
+        cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
+    assert free.returncode == 0, free.stderr[-2000:]
+    assert ledger(run)["status"] == "done"
