@@ -149,10 +149,10 @@ class TrainConfig:
             raise ConfigError(f"key '{key}.max_steps' or '{key}.epochs' must be positive")
         if self.learning_rate < 0:
             raise ConfigError(f"key '{key}.learning_rate' must not be negative, got {self.learning_rate}")
-        if self.deepspeed and not Path(self.deepspeed).exists():
-            raise ConfigError(f"key '{key}.deepspeed' points to '{self.deepspeed}', which does not exist")
         if self.deepspeed:
-            self.zero_stage(key)
+            if not Path(self.deepspeed).exists():
+                raise ConfigError(f"key '{key}.deepspeed' points to '{self.deepspeed}', which does not exist")
+            self.zero_stage(key)  # fails early on a file that is not a DeepSpeed config
 
     def zero_stage(self, key: str = "train") -> int | None:
         """The ZeRO stage of the DeepSpeed config, or None without one."""
