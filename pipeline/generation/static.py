@@ -1,0 +1,288 @@
+"""``compiled``: a static KV cache and one decoding step replayed as a CUDA graph.
+
+Eager ``generate`` spends almost all of a step launching kernels: a 0.6B model issues several hundred
+per decoded token from one Python thread, so the GPU waits on the CPU. Here the cache, the inputs,
+the sampler's state and the output live in tensors allocated once, and a whole decoding step — the
+model's forward, temperature, top-k/top-p, sampling, the end-token bookkeeping — is captured once as a
+CUDA graph and replayed: one launch per token. Nothing in a step reads back to the CPU; whether every
+row has ended is checked every ``check_every`` steps.
+
+Written by hand because transformers offers this only inside ``generate`` (its compiled static-cache
+path), whose per-token Python work — logits processors, stopping criteria that synchronise with the
+GPU every step — is what remains once the forward is compiled; continuous batching is the ``paged``
+engine. On CPU the same step runs eagerly (no graphs), which is how it is tested against ``hf``.
+
+Buffers grow and never shrink: a call with more rows or a longer sequence than any before allocates a
+larger cache and captures again; smaller calls reuse it (spare rows are filled with the first prompt
+and dropped). Positions the current call does not use are masked out or lie in the causal future.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.generation.attention import use_grouped_decode_attention
+from pipeline.generation.base import Completions, Engine, EngineUnsupported, Sampling, seeded
+from pipeline.generation.sampler import sample_filtered, sample_plain
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a captured step does after the forward (top-k is static: it sets a tensor shape)."""
+
+    greedy: bool
+    filtered: bool = False
+    top_k: int = 0
+
+    @classmethod
+    def of(cls, sampling: Sampling) -> _Plan:
+        if sampling.greedy:
+            return cls(True)
+        return cls(False, sampling.filtered, sampling.top_k)
+
+
+@dataclass
+class _Buffers:
+    """Everything a captured step reads or writes: fixed addresses for the graph's lifetime."""
+
+    rows: int
+    length: int  # cache length: prompt + new tokens of the longest call so far
+    cache: Any
+    mask: Any  # [rows, length] 1 where a key may be attended (prompt padding is 0)
+    token: Any  # [rows, 1] the token fed to the next step
+    position: Any  # [rows, 1] its position id
+    step: Any  # [1] index of the next output column
+    out: Any  # [rows, length] generated tokens
+    done: Any  # [rows] the row has produced an end token
+    eos: Any  # end token ids
+    pad: Any  # pad id, written after a row's end
+    temperature: Any
+    top_p: Any
+
+
+class StaticEngine(Engine):
+    name = "compiled"
+
+    def __init__(
+        self,
+        model: Any,
+        eos_ids: Any,
+        pad_id: int,
+        cuda_graphs: bool | None = None,
+        compile: str = "auto",
+        grouped_attention: bool = True,
+        check_every: int = 16,
+    ):
+        """``compile``: ``full`` compiles the decoding forward with ``torch.compile`` (fewer, fused kernels
+        inside the graph; about 30 s once per process and shape), ``none`` does not, ``auto`` compiles
+        on a GPU for models of 100M parameters or more, where it pays (docs/results/performance.md)."""
+        super().__init__(model, eos_ids, pad_id)
+        config = model.config.get_text_config(decoder=True)
+        kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
+        if kinds != {"full_attention"}:
+            raise EngineUnsupported(
+                f"the compiled engine supports full-attention models only (this one has {sorted(kinds)}); "
+                "use generation.engine=hf or paged"
+            )
+        on_gpu = self.device.type == "cuda"
+        self.cuda_graphs = on_gpu if cuda_graphs is None else cuda_graphs
+        self.check_every = check_every
+        # transformers renamed ``past_key_values`` to ``cache`` (5.2x); take whichever the model has
+        self._cache_key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        if grouped_attention:
+            use_grouped_decode_attention(model)
+        if compile == "auto":
+            big = sum(p.numel() for p in model.parameters()) >= 100_000_000
+            compile = "full" if on_gpu and big else "none"
+        if compile not in ("full", "none"):
+            raise ValueError(f"compile must be auto, full or none, got '{compile}'")
+        self.compiled = compile == "full"
+        self._decode = self.model  # what a decoding step calls: the model, or its compiled forward
+        if self.compiled:
+            import torch
+
+            self._decode = torch.compile(self.model, dynamic=False)
+        self._buffers: _Buffers | None = None
+        self._graphs: dict[_Plan, Any] = {}
+        self._pool: Any = None
+
+    def reserve(self, rows: int, length: int) -> None:
+        """Allocate (and capture for) ``rows`` × ``length`` now, so calls up to that size never regrow."""
+        self._ensure(rows, length)
+
+    def release(self) -> None:
+        self._buffers, self._graphs, self._pool = None, {}, None
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    # ---------------------------------------------------------------------------------------------
+    def _generate(self, prompts: list[list[int]], sampling: Sampling, seed: int) -> Completions:
+        import torch
+
+        rows = [p for p in prompts for _ in range(sampling.n)]
+        width = max(len(p) for p in rows)
+        b = self._ensure(len(rows), width + sampling.max_new_tokens)
+        plan = _Plan.of(sampling)
+        with torch.no_grad():
+            ids, positions = self._load(b, rows, width)
+            b.temperature.fill_(max(sampling.temperature, 1e-6))
+            b.top_p.fill_(sampling.top_p)
+            graph = self._graph(plan) if self.cuda_graphs else None
+            with seeded(self.device, seed):
+                self._prefill(b, ids, positions, plan)
+                steps = 1
+                while steps < sampling.max_new_tokens:
+                    if graph is not None:
+                        graph.replay()
+                    else:
+                        self._step(b, plan)
+                    steps += 1
+                    if steps % self.check_every == 0 and bool(b.done[: len(rows)].all()):
+                        break
+            out = b.out[: len(rows), :steps].tolist()
+        return self.cut(out)
+
+    # ---------------------------------------------------------------------------------------------
+    def _ensure(self, rows: int, length: int) -> _Buffers:
+        """Buffers for at least ``rows`` × ``length``; larger ones replace smaller ones (graphs recaptured)."""
+        import torch
+        from transformers import StaticCache
+
+        b = self._buffers
+        if b is not None and b.rows >= rows and b.length >= length:
+            return b
+        if b is not None:
+            rows, length = max(rows, b.rows), max(length, b.length)
+        self.release()
+        length = -(-length // 64) * 64  # round up: fewer regrowths while prompt lengths wander
+        device, long = self.device, torch.long
+        cache = StaticCache(config=self.model.config, max_cache_len=length)
+        b = _Buffers(
+            rows=rows,
+            length=length,
+            cache=cache,
+            mask=torch.ones((rows, length), dtype=long, device=device),
+            token=torch.zeros((rows, 1), dtype=long, device=device),
+            position=torch.zeros((rows, 1), dtype=long, device=device),
+            step=torch.zeros((1,), dtype=long, device=device),
+            out=torch.zeros((rows, length), dtype=long, device=device),
+            done=torch.zeros((rows,), dtype=torch.bool, device=device),
+            eos=torch.tensor(self.eos_ids, dtype=long, device=device),
+            pad=torch.tensor(self.pad_id, dtype=long, device=device),
+            temperature=torch.ones((), dtype=torch.float32, device=device),
+            top_p=torch.ones((), dtype=torch.float32, device=device),
+        )
+        with torch.no_grad():  # the cache allocates its layers on first use: do it now, outside any graph
+            self.model(
+                input_ids=b.token,
+                attention_mask=b.mask,
+                position_ids=b.position,
+                **{self._cache_key: cache},
+                use_cache=True,
+            )
+        self._buffers = b
+        log.debug("compiled engine: buffers for %d rows × %d tokens", rows, length)
+        return b
+
+    def _load(self, b: _Buffers, rows: list[list[int]], width: int) -> tuple[Any, Any]:
+        """Left-padded prompts (spare rows repeat the first prompt) and their position ids."""
+        import torch
+
+        ids = torch.full((b.rows, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((b.rows, width), dtype=torch.long)
+        for i in range(b.rows):
+            p = rows[i] if i < len(rows) else rows[0]
+            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[i, width - len(p) :] = 1
+        b.mask.fill_(1)
+        b.mask[:, :width].copy_(mask)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids.to(self.device), positions.to(self.device)
+
+    def _rewind(self, b: _Buffers) -> None:
+        for layer in b.cache.layers:
+            layer.cumulative_length.zero_()
+
+    def _prefill(self, b: _Buffers, ids: Any, positions: Any, plan: _Plan) -> None:
+        """The prompts through the model (eager: their length varies), and the first sampled token."""
+        import torch
+
+        self._rewind(b)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=b.mask,
+            position_ids=positions,
+            **{self._cache_key: b.cache},
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        token = self._sample(b, out.logits[:, -1].float(), plan)
+        b.done.copy_(torch.isin(token, b.eos))
+        b.out[:, 0].copy_(token)
+        b.token.copy_(token.unsqueeze(1))
+        b.position.copy_(positions[:, -1:] + 1)
+        b.step.fill_(1)
+
+    def _step(self, b: _Buffers, plan: _Plan) -> None:
+        """One token for every row; only tensor operations on fixed buffers, so it can be captured."""
+        import torch
+
+        out = self._decode(
+            input_ids=b.token,
+            attention_mask=b.mask,
+            position_ids=b.position,
+            **{self._cache_key: b.cache},
+            use_cache=True,
+        )
+        token = self._sample(b, out.logits[:, -1].float(), plan)
+        token = torch.where(b.done, b.pad, token)
+        b.out.index_copy_(1, b.step, token.unsqueeze(1))
+        b.done.logical_or_(torch.isin(token, b.eos))
+        b.token.copy_(token.unsqueeze(1))
+        b.position.add_(1)
+        b.step.add_(1)
+
+    @staticmethod
+    def _sample(b: _Buffers, logits: Any, plan: _Plan) -> Any:
+        """Greedy, or a draw from the tempered (top-k/top-p filtered) distribution (``sampler``)."""
+        if plan.greedy:
+            return logits.argmax(-1)
+        if plan.filtered:
+            return sample_filtered(logits, b.temperature, b.top_p, plan.top_k)
+        return sample_plain(logits, b.temperature)
+
+    def _graph(self, plan: _Plan) -> Any:
+        """The captured step for ``plan`` on the current buffers (captured on first use)."""
+        import torch
+
+        if plan in self._graphs:
+            return self._graphs[plan]
+        b = self._buffers
+        assert b is not None
+        stream = torch.cuda.Stream(device=self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):  # warm-up on a side stream, as capture requires
+            for _ in range(2):
+                self._rewind(b)
+                b.step.zero_()
+                self._step(b, plan)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        self._rewind(b)
+        b.step.zero_()
+        graph = torch.cuda.CUDAGraph()
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        with torch.cuda.graph(graph, pool=self._pool):
+            self._step(b, plan)
+        self._graphs[plan] = graph
+        log.debug("compiled engine: captured the %s step for %d rows × %d tokens", plan, b.rows, b.length)
+        return graph
+
