@@ -73,7 +73,9 @@ def main() -> None:
     reference = None
     greedy = Sampling(min(args.max_new_tokens, 64), n=1)
     for name in args.engines.split(","):
-        engine = make_engine(name, model, eos, pad, **({"compile": args.compile} if name == "compiled" else {}))
+        engine = make_engine(
+            name, model, eos, pad, **({"compile": args.compile} if name == "compiled" else {})
+        )
         if device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -89,16 +91,21 @@ def main() -> None:
         peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
         rate = tokens / seconds
         reference = reference or rate
-        print(f"{name:<10} {first:>12.2f} {seconds:>9.2f} {rate:>9.0f} {rate / reference:>7.2f}× {peak:>9.2f}")
+        print(
+            f"{name:<10} {first:>12.2f} {seconds:>9.2f} {rate:>9.0f} {rate / reference:>7.2f}× {peak:>9.2f}"
+        )
         if args.check:
             ref = make_engine("hf", model, eos, pad).generate(batches[0], greedy, seed=0).ids
             got = engine.generate(batches[0], greedy, seed=0).ids
             same = sum(a == b for a, b in zip(ref, got, strict=True))
             prefix = sum(
-                next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))) / max(len(a), 1)
+                next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+                / max(len(a), 1)
                 for a, b in zip(ref, got, strict=True)
             ) / len(ref)
-            print(f"{'':<10} greedy vs hf: {same}/{len(ref)} identical, {prefix:.1%} common prefix on average")
+            print(
+                f"{'':<10} greedy vs hf: {same}/{len(ref)} identical, {prefix:.1%} common prefix on average"
+            )
         engine.release()
         del engine
         if device == "cuda":

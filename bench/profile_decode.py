@@ -46,7 +46,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--length", type=int, default=512)
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--variants", default="none,full,full-sdpa", help="compile mode, -sdpa: repeated K/V heads")
+    ap.add_argument(
+        "--variants", default="none,full,full-sdpa", help="compile mode, -sdpa: repeated K/V heads"
+    )
     ap.add_argument("--hf-reference", action="store_true")
     args = ap.parse_args()
 
@@ -54,9 +56,10 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     path = build(args.shape, Path(args.model_dir))
-    print(f"machine: {machine()}\nmodel: {args.shape} ({describe(path)}), bf16, {args.rows} rows, cache {args.length}")
+    print(
+        f"machine: {machine()}\nmodel: {args.shape} ({describe(path)}), bf16, {args.rows} rows, cache {args.length}"
+    )
     vocab = None
-    sampling = Sampling(256, temperature=0.6, top_p=0.95)
     prompt = [[1000 + i for i in range(100)]] * args.rows
     for variant in args.variants.split(","):
         mode, _, attention = variant.partition("-")
@@ -70,13 +73,15 @@ def main() -> None:
         setup = time.perf_counter() - t0
         rows = []
 
-        def at_middle() -> None:  # every timed step decodes position 256 of the cache
+        def at_middle(b=b) -> None:  # every timed step decodes position 256 of the cache
             for layer in b.cache.layers:
                 layer.cumulative_length.fill_(256)
             b.step.fill_(1)
 
         if mode == "none":
-            rows.append(("eager step, greedy", timed(lambda: (at_middle(), e._step(b, _Plan(True))), 10)))
+            rows.append(
+                ("eager step, greedy", timed(lambda e=e, b=b: (at_middle(), e._step(b, _Plan(True))), 10))
+            )
         for label, plan in [
             ("graph, greedy", _Plan(True)),
             ("graph, plain sampling", _Plan(False)),
@@ -86,7 +91,7 @@ def main() -> None:
             graph = e._graph(plan)
             capture = time.perf_counter() - t1
 
-            def replay(g=graph):
+            def replay(g=graph, at_middle=at_middle):
                 at_middle()
                 g.replay()
 
@@ -117,7 +122,9 @@ def main() -> None:
             model.generate(ids, **kw)
             torch.cuda.synchronize()
             dt = time.perf_counter() - t0
-            print(f"HF generate static cache + compile, call {i + 1}: {dt:.2f}s = {dt / 256 * 1000:.2f} ms/token")
+            print(
+                f"HF generate static cache + compile, call {i + 1}: {dt:.2f}s = {dt / 256 * 1000:.2f} ms/token"
+            )
 
 
 if __name__ == "__main__":

@@ -62,4 +62,13 @@ def end_tokens(model: Any, tokenizer: Any) -> list[int]:
     return [int(t) for t in (eos if isinstance(eos, list | tuple) else [eos]) if t is not None]
 
 
-__all__ = ["ENGINES", "Completions", "Engine", "EngineUnsupported", "Sampling", "end_tokens", "make_engine", "resolve"]
+__all__ = [
+    "ENGINES",
+    "Completions",
+    "Engine",
+    "EngineUnsupported",
+    "Sampling",
+    "end_tokens",
+    "make_engine",
+    "resolve",
+]

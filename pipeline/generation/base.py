@@ -80,7 +80,7 @@ class Engine(ABC):
     @abstractmethod
     def _generate(self, prompts: list[list[int]], sampling: Sampling, seed: int) -> Completions: ...
 
-    def release(self) -> None:
+    def release(self) -> None:  # noqa: B027 - engines without caches have nothing to free
         """Free the caches this engine holds (the model stays); the next call allocates them again."""
 
     def cut(self, rows: Iterator[list[int]] | list[list[int]]) -> Completions:

@@ -47,7 +47,9 @@ class InferenceCopy:
                     continue
                 target = self._targets.get(key)
                 if target is None:
-                    raise RuntimeError(f"the inference copy has no tensor '{key}' (from the policy's '{name}')")
+                    raise RuntimeError(
+                        f"the inference copy has no tensor '{key}' (from the policy's '{name}')"
+                    )
                 target.copy_(tensor)
                 seen.add(key)
         missing = {n for n, p in self.model.named_parameters() if n not in seen}

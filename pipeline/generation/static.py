@@ -31,7 +31,6 @@ from pipeline.generation.sampler import sample_filtered, sample_plain
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class _Plan:
     """What a captured step does after the forward (top-k is static: it sets a tensor shape)."""
@@ -94,7 +93,9 @@ class StaticEngine(Engine):
         self.cuda_graphs = on_gpu if cuda_graphs is None else cuda_graphs
         self.check_every = check_every
         # transformers renamed ``past_key_values`` to ``cache`` (5.2x); take whichever the model has
-        self._cache_key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._cache_key = (
+            "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        )
         if grouped_attention:
             use_grouped_decode_attention(model)
         if compile == "auto":
@@ -285,4 +286,3 @@ class StaticEngine(Engine):
         self._graphs[plan] = graph
         log.debug("compiled engine: captured the %s step for %d rows × %d tokens", plan, b.rows, b.length)
         return graph
-

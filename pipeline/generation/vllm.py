@@ -40,5 +40,7 @@ class VLLMEngine(Engine):
             )
             for i in range(len(prompts))
         ]
-        results = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+        results = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False
+        )
         return self.cut([list(c.token_ids) for r in results for c in r.outputs])
