@@ -299,7 +299,7 @@ def test_grpo_mixes_sources_with_different_columns(tmp_path: Path, base_model: P
 
 
 def test_grpo_epoch_filter_drops_solved_prompts(tmp_path: Path, base_model: Path) -> None:
-    from pipeline.stages.grpo_trainer import STATE_FILE
+    from pipeline.stages.grpo.trainer import STATE_FILE
 
     SEEN.clear()
     stage = grpo_stage(

@@ -1,7 +1,7 @@
 """Prompt filtering for GRPO: dynamic (zero-variance groups) and per-epoch difficulty filtering.
 
 Both are pure logic here, so they can be tested with constructed rewards and exact counts; the
-trainer (:mod:`pipeline.stages.grpo_trainer`) only feeds them gathered rewards and prompt ids.
+trainer (:mod:`pipeline.stages.grpo.trainer`) only feeds them gathered rewards and prompt ids.
 
 - **Dynamic filtering.** A group whose ``num_generations`` rewards are all equal carries no learning
   signal: its advantages must be exactly 0. GRPO gets there only approximately (``r - mean`` is not

@@ -6,7 +6,7 @@ the GRPO hyper-parameters. The defaults are Nemotron-Cascade's: strictly on-poli
 per rollout batch, ``num_iterations=1``), no KL term and no reference model (``beta=0``), token-level
 loss (``dapo``), no entropy bonus, 8 rollouts per prompt, temperature 0.6 and top-p 0.95. Groups whose
 rewards do not vary contribute exactly no gradient and are counted; math RL adds per-epoch difficulty
-filtering (``epoch_filter``), see :mod:`pipeline.stages.grpo_filters`.
+filtering (``epoch_filter``), see :mod:`pipeline.stages.grpo.filters`.
 
 ``phases`` turns a stage into a length curriculum: phases run in order, each a trainer run of
 ``steps`` steps from the previous phase's weights, with its own generation length, temperature,
@@ -520,8 +520,8 @@ def run_phase(
     resumed runs read; it is written after the weights, so a phase with a record is complete.
     """
     from pipeline.models import load_causal_lm, load_tokenizer, peft_config
-    from pipeline.stages.grpo_filters import EpochFilterRule
-    from pipeline.stages.grpo_trainer import (
+    from pipeline.stages.grpo.filters import EpochFilterRule
+    from pipeline.stages.grpo.trainer import (
         CascadeGRPOTrainer,
         RLOptions,
         counters_summary,
@@ -610,7 +610,7 @@ def _free_memory() -> None:
 
 def merge_phases(records: list[dict[str, Any]], names: list[str], threshold: float | None) -> dict[str, Any]:
     """The stage summary of several phases: sums of counts, figures over the joined log history."""
-    from pipeline.stages.grpo_trainer import counters_summary, history_summary
+    from pipeline.stages.grpo.trainer import counters_summary, history_summary
 
     summaries = [r["summary"] for r in records]
     if len(records) == 1:
@@ -636,7 +636,7 @@ def merge_phases(records: list[dict[str, Any]], names: list[str], threshold: flo
 def run(ctx: StageContext) -> StageResult:
     from accelerate import PartialState
 
-    from pipeline.stages.grpo_filters import EpochFilterState
+    from pipeline.stages.grpo.filters import EpochFilterState
 
     cfg: Config = ctx.config  # type: ignore[assignment]
     if cfg.use_vllm and importlib.util.find_spec("vllm") is None:

@@ -30,7 +30,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from pipeline.stages.grpo import ROW_COLUMN
-from pipeline.stages.grpo_filters import (
+from pipeline.stages.grpo.filters import (
     AdmittedRepeatSampler,
     EpochFilterRule,
     EpochFilterState,
