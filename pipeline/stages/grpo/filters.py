@@ -34,11 +34,14 @@ EASY, HARD = "easy", "hard"
 # Dynamic filtering
 
 
-def group_totals(rewards_per_func: Any, weights: Sequence[float]) -> Any:
-    """Each completion's weighted total reward, as GRPO sums it; NaN where every reward was None."""
+def group_totals(rewards_per_func: Any, weights: Any) -> Any:
+    """Each completion's weighted total reward, as GRPO sums it; NaN where every reward was None.
+
+    ``weights`` is a sequence or a tensor (TRL's ``reward_weights``).
+    """
     import torch
 
-    w = torch.as_tensor(list(weights), dtype=rewards_per_func.dtype, device=rewards_per_func.device)
+    w = torch.as_tensor(weights, dtype=rewards_per_func.dtype, device=rewards_per_func.device)
     totals = (rewards_per_func * w.unsqueeze(0)).nansum(dim=1)
     totals[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
     return totals
