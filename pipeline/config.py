@@ -301,12 +301,31 @@ class BenchmarkConfig:
                 f"{closest(self.scorer.reward, registry.REWARDS)}"
             )
         # the judge (or an earlier stage) may still give a reward model's model_path: only names and types
-        problem = registry.check_args(self.scorer.reward, self.scorer.args, complete=False)
-        if problem is not None:
-            hint = closest(problem.arg, problem.known)
-            raise ConfigError(f"key '{key}.scorer.args.{problem.arg}' {problem.reason}{hint}")
+        keys = (f"{key}.scorer.reward", f"{key}.scorer.args")
+        check_reward_args(self.scorer.reward, self.scorer.args, keys, complete=False)
         if self.generation.n < 1:
             raise ConfigError(f"key '{key}.generation.n' must be at least 1, got {self.generation.n}")
+
+
+def check_reward_args(
+    name: str, args: dict[str, Any], keys: tuple[str, str], *, complete: bool = True
+) -> None:
+    """A ConfigError naming the key when reward ``name`` cannot be loaded or would not accept ``args``.
+
+    ``keys`` are the recipe keys of the reward's name and of its arguments; see
+    ``rewards.registry.check_args`` for what is checked (``complete``: a factory's required arguments too).
+    """
+    from rewards import registry
+
+    name_key, args_key = keys
+    try:
+        problem = registry.check_args(name, args, complete=complete)
+    except registry.RewardLoadError as exc:
+        raise ConfigError(f"key '{name_key}': {exc}") from None
+    if problem is not None:
+        takes = f"; it takes {', '.join(problem.known)}" if problem.known else ""
+        hint = closest(problem.arg, problem.known)
+        raise ConfigError(f"key '{args_key}.{problem.arg}' {problem.reason}{hint}{takes}")
 
 
 @dataclass

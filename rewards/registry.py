@@ -93,10 +93,14 @@ REWARDS = _Registry()
 
 
 class UnknownReward(KeyError):
-    """A reward name that is neither in the registry nor an importable ``module:function``."""
+    """A reward name that is neither in the registry nor of the form ``module:function``."""
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class RewardLoadError(ImportError):
+    """A ``module:attribute`` that cannot be imported (a missing module, a failing import, no such name)."""
 
 
 def has(name: str) -> bool:
@@ -105,12 +109,13 @@ def has(name: str) -> bool:
 
 
 def load(target: str) -> Callable[..., Any]:
-    """The object ``module:attribute`` names, imported now; UnknownReward says why it cannot be."""
+    """The object ``module:attribute`` names, imported now; RewardLoadError says why it cannot be."""
     module, _, attr = target.partition(":")
     try:
         return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise UnknownReward(f"reward '{target}' cannot be loaded: {exc}") from None
+    except Exception as exc:  # importing a module runs its code: any failure means the name is unusable
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise RewardLoadError(f"reward '{target}' cannot be loaded: {reason}") from None
 
 
 def _spec(name: str) -> RewardSpec:

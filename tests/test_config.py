@@ -267,3 +267,16 @@ def test_a_missing_default_is_one_sentence(recipe_dir: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"recipe 'orphan' names a default 'nowhere' that does not exist"):
         load_recipe("orphan")
+
+
+def test_console_command_is_the_launch_script(recipe_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `cascade` (pyproject's console script) runs the function launch/cascade.py calls
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, name = scripts["cascade"].partition(":")
+    main = getattr(importlib.import_module(module), name)
+    assert f"from {module} import {name}" in (ROOT / "launch" / "cascade.py").read_text()
+    assert main(["recipe=list"]) == 0 and "a two-stage recipe for tests" in capsys.readouterr().out
+    assert main(["recipe=mini", "stages.sft1.train.max_steps=abc"]) == 2

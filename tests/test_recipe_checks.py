@@ -220,3 +220,14 @@ def test_launcher_recipe_is_valid_without_the_mistake(tmp_path: Path) -> None:
 
     data = yaml.safe_load(MINI.replace("RUNS", str(tmp_path)))  # the exit 2 above is the override's doing
     assert recipe_from_dict(data).stages["rl"].rewards[0].name == "math"
+
+
+def test_benchmark_scorer_args_are_checked_too() -> None:
+    bench = {"domain": "math", "data": {"source": "builtin:math", "split": "test", "size": 8}}
+    recipe = {"run": {"name": "checks"}, "model": {"name_or_path": "builtin:tiny"}, "stages": {"s": sft()}}
+    scorer = {"reward": "math", "args": {"timout_s": 3}}
+    with pytest.raises(ConfigError, match=r"benchmarks\.m\.scorer\.args\.timout_s.*did you mean 'timeout_s'"):
+        recipe_from_dict({**recipe, "benchmarks": {"m": {**bench, "scorer": scorer}}})
+    # a reward model's model_path may come from the judge: a benchmark need not give it
+    judged = {"reward": "reward_model", "judge": "org/rm", "metric": "mean_reward"}
+    recipe_from_dict({**recipe, "benchmarks": {"m": {**bench, "scorer": judged}}})

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from pipeline.config import StageConfig
+from pipeline.config import StageConfig, check_reward_args
 from pipeline.schema import ConfigError, closest
 
 LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
@@ -50,14 +50,7 @@ class RewardTerm:
                 f"key '{key}.name' names unknown reward '{self.name}'{closest(self.name, known)}; "
                 f"known: {', '.join(sorted(known))}, or 'module:function'"
             )
-        try:
-            problem = registry.check_args(self.name, self.args)
-        except registry.UnknownReward as exc:
-            raise ConfigError(f"key '{key}.name': {exc}") from None
-        if problem is not None:
-            hint = closest(problem.arg, problem.known)
-            takes = f"; it takes {', '.join(problem.known)}" if problem.known else ""
-            raise ConfigError(f"key '{key}.args.{problem.arg}' {problem.reason}{hint}{takes}")
+        check_reward_args(self.name, self.args, (f"{key}.name", f"{key}.args"))
 
 
 @dataclass

@@ -59,7 +59,7 @@ def reward_labels(cfg: Config) -> list[str]:
 def build_rewards(ctx: StageContext) -> tuple[list[StageReward], list[float]]:
     """The stage's reward functions and weights; reward-model paths naming a stage are resolved."""
     from rewards.format import with_language_penalty
-    from rewards.registry import UnknownReward, build_reward
+    from rewards.registry import RewardLoadError, build_reward
 
     cfg: Config = ctx.config  # type: ignore[assignment]
     penalty = parse_penalty(cfg.language_penalty, f"stages.{ctx.name}.language_penalty")
@@ -70,7 +70,7 @@ def build_rewards(ctx: StageContext) -> tuple[list[StageReward], list[float]]:
             args["model_path"] = ctx.resolve_ref(args["model_path"])
         try:
             fn = build_reward(term.name, args)
-        except UnknownReward as exc:  # a module that imported at load time and no longer does
+        except RewardLoadError as exc:  # a module that imported at load time and no longer does
             raise ConfigError(f"key 'stages.{ctx.name}.rewards[{i}].name': {exc}") from None
         if penalty is not None and term.language_penalty:
             fn = with_language_penalty(fn, penalty)
