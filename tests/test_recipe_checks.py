@@ -114,6 +114,8 @@ MISTAKES = [
      ["stages.s.train.batch_size", "6 completions", "multiple of num_generations=4"]),
     (grpo(num_generations=8, steps_per_generation=3, train={"max_steps": 1, "batch_size": 2}),
      ["stages.s.train.batch_size", "6 completions", "steps_per_generation 3"]),
+    (grpo(train={"max_steps": 1, "batch_size": 8, "extra": {"per_device_train_batch_size": 3}}),
+     ["stages.s.train.batch_size", "3 completions"]),  # what the trainer gets: train.extra wins
     # a reward reading a column no source provides: builtin tasks declare theirs
     (grpo(data=[{"source": "builtin:code", "size": 8}]), ["stages.s.rewards[0].name", "column 'answer'", "builtin:code"]),
     (grpo(rewards=[{"name": "instruction"}]), ["stages.s.rewards[0].name", "column 'instruction_id_list'"]),

@@ -35,9 +35,8 @@ class RewardTerm:
 
     name: str  # a reward of rewards.REWARDS, or "package.module:function"
     weight: float = 1.0
-    args: dict[str, Any] = field(
-        default_factory=dict
-    )  # factory/keyword arguments; model_path may name a stage
+    # factory/keyword arguments, checked against the reward's signature; model_path may name a stage
+    args: dict[str, Any] = field(default_factory=dict)
     mode: Literal["any", "think", "no_think"] = "any"  # score only prompts of this mode (None for the others)
     language_penalty: bool = True  # whether the stage's language_penalty applies to this term
 
@@ -173,13 +172,22 @@ class Config(StageConfig):
         return self.steps_per_generation or self.train.grad_accum
 
     def _check_rollout_batch(self, key: str, world_size: int) -> None:
-        """A rollout batch must hold whole groups: GRPO normalises each prompt's rewards within its group."""
-        completions = self.train.batch_size * world_size * self.steps_per_rollout()
-        if completions % self.num_generations:
+        """A rollout batch must hold whole groups: GRPO normalises each prompt's rewards within its group.
+
+        The numbers are those the trainer gets: ``train.extra`` overrides the stage's own keys there.
+        """
+        extra = self.train.extra
+        per_device = extra.get("per_device_train_batch_size", self.train.batch_size)
+        steps = extra.get("steps_per_generation", self.steps_per_rollout())
+        group = extra.get("num_generations", self.num_generations)
+        if not all(isinstance(v, int) and v > 0 for v in (per_device, steps, group)):
+            return  # TRL rejects such values itself when it builds its config
+        completions = per_device * world_size * steps
+        if completions % group:
             raise ConfigError(
                 f"key '{key}.train.batch_size' gives {completions} completions per rollout batch "
-                f"(batch_size {self.train.batch_size} × {world_size} process(es) × steps_per_generation "
-                f"{self.steps_per_rollout()}), not a multiple of num_generations={self.num_generations}"
+                f"(batch_size {per_device} × {world_size} process(es) × steps_per_generation {steps}), "
+                f"not a multiple of num_generations={group}"
             )
 
     def _check_reward_columns(self, key: str) -> None:
