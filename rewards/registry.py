@@ -179,7 +179,7 @@ class ArgProblem:
     """Why a reward does not accept an argument; ``known`` lists the arguments it does take."""
 
     arg: str
-    reason: str  # completes "argument <arg> …": "is not an argument of reward 'math'", "must be a number, …"
+    reason: str  # follows the argument's name: "is not an argument of reward 'math'", "must be a number …"
     known: tuple[str, ...] = ()
 
 
@@ -250,7 +250,7 @@ def columns(name: str, args: Mapping[str, Any] | None = None) -> tuple[str, ...]
         needed: tuple[str, ...] = spec.columns
     else:
         named, _, _ = _parameters(spec.load(), factory=False)
-        needed = tuple(n for n, p in named.items() if p.default is p.empty and n != "completions")
+        needed = tuple(n for n, p in named.items() if p.default is p.empty)
     return tuple(c for c in needed if c not in bound)
 
 
