@@ -1,10 +1,24 @@
-"""Command-line plumbing shared by the launch scripts: ``key=value`` arguments and logging."""
+"""The command lines: ``cascade`` (run a recipe) and ``cascade-evaluate`` (benchmarks on one checkpoint).
+
+    cascade recipe=tiny                                # = python launch/cascade.py recipe=tiny
+    accelerate launch launch/cascade.py recipe=tiny    # one or many processes
+    cascade recipe=tiny dry_run=true                   # print the plan and exit
+    cascade recipe=list                                # the recipes, one line each
+
+Every argument but ``recipe=`` and ``dry_run=`` (and the evaluator's ``checkpoint=``, ``benchmarks=``,
+``out=``) is a Hydra override of the recipe. ``launch/cascade.py`` and ``launch/evaluate.py`` are the
+same programs as files, for ``accelerate launch`` (which runs a script, not a console command).
+Exit codes: 0 done, 1 a stage failed, 2 bad recipe or run directory, 3 stopped by the regression gate.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pipeline.schema import ConfigError
 
@@ -26,7 +40,7 @@ def parse_args(argv: list[str], extra_keys: tuple[str, ...] = ()) -> LaunchArgs:
     for arg in argv:
         if arg in ("-h", "--help"):
             raise ConfigError(
-                "usage: launch/cascade.py recipe=NAME [dry_run=true] [key=value …] (recipe=list lists the recipes)"
+                "usage: cascade recipe=NAME [dry_run=true] [key=value …] (recipe=list lists the recipes)"
             )
         key, sep, value = arg.partition("=")
         if not sep and not arg.startswith(("~", "+")):
@@ -57,3 +71,75 @@ def setup_logging() -> None:
     )
     for noisy in ("httpx", "urllib3", "datasets", "filelock", "torch.distributed", "accelerate.utils.other"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a recipe (``cascade``); returns the exit code."""
+    setup_logging()
+    log = logging.getLogger("cascade")
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        from pipeline.compose import list_recipes
+        from pipeline.config import load_recipe
+
+        if args.recipe == "list":
+            for name, description in list_recipes():
+                sys.stdout.write(f"{name:<28} {description}\n")
+            return 0
+        recipe = load_recipe(args.recipe, args.overrides)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    from pipeline.cascade import Cascade, describe_plan
+
+    if args.dry_run:
+        sys.stdout.write(describe_plan(recipe) + "\n")
+        return 0
+    try:
+        cascade = Cascade(recipe)
+    except ConfigError as exc:  # e.g. a bad CASCADE_CPU_THREADS
+        log.error("%s", exc)
+        return 2
+    return cascade.run()
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    """Evaluate one checkpoint on a recipe's benchmarks, outside a cascade (``cascade-evaluate``).
+
+    ``checkpoint=`` is a path or a stage of ``runs/<run.name>``; ``benchmarks=`` picks some (default:
+    all of the recipe); ``out=`` writes the eval record (default: print the scores only).
+    """
+    setup_logging()
+    log = logging.getLogger("evaluate")
+    try:
+        args = parse_args(
+            sys.argv[1:] if argv is None else argv, extra_keys=("checkpoint", "benchmarks", "out")
+        )
+        from pipeline.config import load_recipe
+        from pipeline.evaluation import resolve_checkpoint
+
+        recipe = load_recipe(args.recipe, args.overrides)
+        checkpoint = resolve_checkpoint(recipe, args.extra.get("checkpoint", ""))
+        names = [n for n in args.extra.get("benchmarks", "").split(",") if n] or list(recipe.benchmarks)
+        unknown = [n for n in names if n not in recipe.benchmarks]
+        if unknown:
+            raise ConfigError(
+                f"benchmark '{unknown[0]}' is not in recipe '{args.recipe}' ({', '.join(recipe.benchmarks)})"
+            )
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+
+    from pipeline.distributed import process_state
+    from pipeline.evaluation import evaluate_checkpoint, stage_judges
+
+    out = Path(args.extra["out"]) if "out" in args.extra else None
+    record = evaluate_checkpoint(
+        recipe, checkpoint, names, out_file=out, stage="eval", index=0, judges=stage_judges(recipe)
+    )
+    if process_state().is_main_process:
+        scores = {n: {k: b[k] for k in ("score", "stderr", "n")} for n, b in record["benchmarks"].items()}
+        sys.stdout.write(
+            json.dumps({"checkpoint": checkpoint, "scores": scores, "skipped": record["skipped"]}) + "\n"
+        )
+    return 0

@@ -1,9 +1,10 @@
-"""The recipe: typed schema, composition with Hydra, and validation that fails before any model loads.
+"""The recipe: typed schema, and validation that fails before any model loads.
 
 ``load_recipe("tiny", ["stages.sft1.train.max_steps=5"])`` composes ``recipes/tiny.yaml`` (with its
-``defaults:``) and the overrides through Hydra's compose API — no working-directory change, no output
-folders, so every process of a launch sees the same config — then validates the result into
-:class:`Recipe`. Every user error raises :class:`ConfigError` with one sentence naming the key.
+``defaults:``) and the overrides (:mod:`pipeline.compose`), then validates the result into
+:class:`Recipe`: every value, every cross-reference between stages, and every mistake a stage kind can
+see in its own config (unknown trainer settings, reward arguments, reward columns, batch shapes).
+Every user error raises :class:`ConfigError` with one sentence naming the key.
 """
 
 from __future__ import annotations
@@ -15,16 +16,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pipeline.schema import ConfigError, closest, from_dict, to_dict
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
-# Folders under recipes/ that hold launcher configs, not recipes.
-NON_RECIPE_DIRS = {"deepspeed", "accelerate"}
 PromptMode = Literal["think", "no_think", "mixed"]
 
 
@@ -118,6 +116,35 @@ class DataSource:
         if self.weight <= 0:
             raise ConfigError(f"key '{key}.weight' must be positive, got {self.weight}")
 
+    def known_columns(self) -> frozenset[str] | None:
+        """The stage columns this source's rows will have, when the recipe shows them; else None.
+
+        Builtin tasks declare theirs; a local Parquet or CSV file states its schema in its first bytes.
+        Hub datasets and JSON files show theirs only when read (the data loader checks those rows).
+        """
+        path = Path(self.source).expanduser()
+        if self.source.startswith("builtin:"):
+            from pipeline.data.synthetic import TASKS, task_columns
+
+            task = self.source.removeprefix("builtin:")
+            raw = set(task_columns(task)) if task in TASKS else None
+        elif path.suffix == ".parquet" and path.is_file():
+            import pyarrow.parquet as pq
+
+            raw = set(pq.read_schema(path).names)
+        elif path.suffix == ".csv" and path.is_file():
+            import csv
+
+            with path.open(newline="") as handle:
+                raw = set(next(csv.reader(handle), []))
+        else:
+            raw = None
+        if raw is None:
+            return None
+        # as pipeline.data.sources.map_columns renames them: a mapped column replaces its source column
+        mapped = {stage for stage, col in self.columns.items() if col in raw}
+        return frozenset((raw - set(self.columns.values())) | mapped)
+
 
 @dataclass
 class TrainConfig:
@@ -139,7 +166,7 @@ class TrainConfig:
     save_total_limit: int = 2
     logging_steps: int = 10
     deepspeed: str | None = None  # path to a DeepSpeed JSON config
-    extra: dict[str, Any] = field(default_factory=dict)  # passed as-is to the TRL config
+    extra: dict[str, Any] = field(default_factory=dict)  # passed as-is to the TRL config (its fields only)
 
     def validate(self, key: str) -> None:
         for name in ("batch_size", "grad_accum", "save_steps", "save_total_limit", "logging_steps"):
@@ -172,7 +199,15 @@ class TrainConfig:
 
 @dataclass
 class StageConfig:
-    """What every stage kind accepts; each kind extends it (see ``pipeline/stages``)."""
+    """What every stage kind accepts; each kind extends it (see ``pipeline/stages``).
+
+    A kind declares, as data, the TRL/HF config class its trainer takes (``train.extra`` may hold only
+    that class's fields) and the fields that name another stage, a path or a hub id (``STAGE_REFS``:
+    dotted paths, ``[]`` for every item of a list), which the recipe validator checks like ``init``.
+    """
+
+    TRAINER_CONFIG: ClassVar[str | None] = None  # "module:Class", e.g. "trl:SFTConfig"
+    STAGE_REFS: ClassVar[tuple[str, ...]] = ("init",)
 
     kind: str
     domain: str | None = None  # the domain this stage trains (chat, instruction, math, code, swe, …)
@@ -193,6 +228,40 @@ class StageConfig:
                 f"key '{key}.lora' cannot be used with a ZeRO-3 DeepSpeed config: merging the adapters needs "
                 "the whole base model in one process; use ZeRO-2 (or no DeepSpeed) for a LoRA stage"
             )
+        if self.train.extra and self.TRAINER_CONFIG:
+            self._check_trainer_extra(f"{key}.train.extra")
+
+    def _check_trainer_extra(self, key: str) -> None:
+        """Every ``train.extra`` key must be a field of the trainer's config class (the installed version's)."""
+        import dataclasses
+        import importlib
+
+        module, _, name = str(self.TRAINER_CONFIG).partition(":")
+        fields = {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), name))}
+        for extra in self.train.extra:
+            if extra not in fields:
+                raise ConfigError(
+                    f"key '{key}.{extra}' is not a setting of {module}.{name}{closest(extra, fields)}"
+                )
+
+    def stage_refs(self) -> list[tuple[str, str]]:
+        """(key under the stage, value) of every field ``STAGE_REFS`` declares that holds a reference."""
+        refs = []
+        for pattern in self.STAGE_REFS:
+            nodes: list[tuple[str, Any]] = [("", self)]
+            for part in pattern.split("."):
+                name, each = part.removesuffix("[]"), part.endswith("[]")
+                found = []
+                for path, node in nodes:
+                    value = node.get(name) if isinstance(node, dict) else getattr(node, name, None)
+                    path = f"{path}.{name}" if path else name
+                    if each:
+                        found += [(f"{path}[{i}]", item) for i, item in enumerate(value or [])]
+                    elif value is not None:
+                        found.append((path, value))
+                nodes = found
+            refs += [(path, value) for path, value in nodes if isinstance(value, str)]
+        return refs
 
 
 @dataclass
@@ -224,15 +293,39 @@ class BenchmarkConfig:
     tolerance: float | None = None  # per-benchmark gate tolerance (absolute, on the [0, 1] scale)
 
     def validate(self, key: str) -> None:
-        from rewards.registry import _SPECS
+        from rewards import registry
 
-        if self.scorer.reward not in _SPECS:
+        if not registry.has(self.scorer.reward):
             raise ConfigError(
                 f"key '{key}.scorer.reward' names unknown reward '{self.scorer.reward}'"
-                f"{closest(self.scorer.reward, _SPECS)}"
+                f"{closest(self.scorer.reward, registry.REWARDS)}"
             )
+        # the judge (or an earlier stage) may still give a reward model's model_path: only names and types
+        keys = (f"{key}.scorer.reward", f"{key}.scorer.args")
+        check_reward_args(self.scorer.reward, self.scorer.args, keys, complete=False)
         if self.generation.n < 1:
             raise ConfigError(f"key '{key}.generation.n' must be at least 1, got {self.generation.n}")
+
+
+def check_reward_args(
+    name: str, args: dict[str, Any], keys: tuple[str, str], *, complete: bool = True
+) -> None:
+    """A ConfigError naming the key when reward ``name`` cannot be loaded or would not accept ``args``.
+
+    ``keys`` are the recipe keys of the reward's name and of its arguments; see
+    ``rewards.registry.check_args`` for what is checked (``complete``: a factory's required arguments too).
+    """
+    from rewards import registry
+
+    name_key, args_key = keys
+    try:
+        problem = registry.check_args(name, args, complete=complete)
+    except registry.RewardLoadError as exc:
+        raise ConfigError(f"key '{name_key}': {exc}") from None
+    if problem is not None:
+        takes = f"; it takes {', '.join(problem.known)}" if problem.known else ""
+        hint = closest(problem.arg, problem.known)
+        raise ConfigError(f"key '{args_key}.{problem.arg}' {problem.reason}{hint}{takes}")
 
 
 @dataclass
@@ -286,148 +379,11 @@ def _looks_local(source: str) -> bool:
     )
 
 
-def recipes_dir() -> Path:
-    """The recipes folder: ``./recipes`` when run from a checkout, else the project's own."""
-    local = Path.cwd() / "recipes"
-    return local if local.is_dir() else PROJECT_ROOT / "recipes"
-
-
-def list_recipes(root: Path | None = None) -> list[tuple[str, str]]:
-    """(name, one-line description) for every recipe YAML under ``root``, recursively."""
-    import yaml
-
-    root = root or recipes_dir()
-    out = []
-    for path in sorted(root.rglob("*.yaml")):
-        rel = path.relative_to(root)
-        if rel.parts[0] in NON_RECIPE_DIRS:
-            continue
-        try:
-            desc = (yaml.safe_load(path.read_text()) or {}).get("description", "")
-        except yaml.YAMLError:
-            desc = "(unreadable YAML)"
-        out.append((str(rel.with_suffix("")), str(desc).strip().splitlines()[0] if desc else ""))
-    return out
-
-
-def _resolve_recipe_file(name: str) -> Path:
-    path = Path(name).expanduser()
-    if path.suffix in (".yaml", ".yml"):
-        if not path.exists():
-            raise ConfigError(f"recipe file '{name}' does not exist")
-        return path.resolve()
-    root = recipes_dir()
-    candidate = root / f"{name}.yaml"
-    if not candidate.exists():
-        known = [n for n, _ in list_recipes(root)]
-        raise ConfigError(f"unknown recipe '{name}'{closest(name, known)}; run with recipe=list to see them")
-    return candidate.resolve()
-
-
-def _hydra_compose(path: Path, overrides: list[str]) -> dict[str, Any]:
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        with initialize_config_dir(config_dir=str(path.parent), version_base=None, job_name="cascade"):
-            cfg = compose(config_name=path.stem, overrides=overrides)
-        data = OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(_hydra_message(exc, overrides)) from None
-    assert isinstance(data, dict)
-    return data
-
-
-def _hydra_message(exc: Exception, overrides: list[str]) -> str:
-    """Hydra's multi-line errors, reduced to one sentence."""
-    text = " ".join(str(exc).split())
-    missing = re.search(r"Could not override '([^']+)'", text) or re.search(
-        r"Key '([^']+)' is not in struct", text
-    )
-    if missing:
-        key = missing.group(1)
-        return (
-            f"override '{key}' names a key the recipe does not set; "
-            f"prefix it with '+' to add it (+{key}=…), or check the spelling"
-        )
-    if "Could not append to config" in text or "already exists" in text:
-        m = re.search(r"'([^']+)'", text)
-        key = m.group(1) if m else "?"
-        return f"override '+{key}' adds a key that already exists; drop the '+' to change it"
-    if "mismatched input" in text or "no viable alternative" in text or "Error parsing override" in text:
-        bad = next((o for o in overrides if o in text), None) or text
-        return f"override '{bad}' is not valid Hydra override syntax (expected key=value)"
-    if "Could not load" in text or "Could not find" in text:
-        return f"recipe defaults could not be resolved: {text}"
-    return f"recipe could not be composed: {text}"
-
-
-def _schema_field(path: str, composed: dict[str, Any], root: Any = None) -> bool:
-    """Whether dotted ``path`` names a field of the recipe schema (so that it may be set without '+')."""
-    import dataclasses
-    import typing
-
-    from pipeline.stages import STAGE_KINDS, stage_config_class
-
-    parts = path.split(".")
-    tp: Any = root or Recipe
-    node: Any = composed
-    for i, part in enumerate(parts):
-        origin = typing.get_origin(tp)
-        if tp is Recipe and part == "stages" and i + 1 < len(parts):
-            kind = ((node or {}).get("stages", {}).get(parts[i + 1]) or {}).get("kind")
-            if kind not in STAGE_KINDS:
-                return False
-            tp, node = stage_config_class(kind), node["stages"][parts[i + 1]]
-            return _schema_field(".".join(parts[i + 2 :]), node, tp) if i + 2 < len(parts) else True
-        if origin in (list, dict) or (origin is not None and type(None) in typing.get_args(tp)):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            tp = args[-1] if args else Any
-            if origin in (list, dict):
-                node = None
-                continue
-        if not dataclasses.is_dataclass(tp):
-            return False
-        hints = typing.get_type_hints(tp)
-        if part not in hints:
-            return False
-        tp = hints[part]
-        node = node.get(part) if isinstance(node, dict) else None
-    return True
-
-
-def _compose_lenient(path: Path, overrides: list[str]) -> dict[str, Any]:
-    """Compose; a plain ``key=value`` for a schema field the YAML leaves out is applied as ``++key=value``.
-
-    Hydra's grammar asks for ``+key`` to add a key; that is needless friction for a field the typed
-    schema knows (``stages.sft1.train.save_steps=10``). Keys the schema does not know keep Hydra's error.
-    """
-    overrides = list(overrides)
-    base: dict[str, Any] | None = None
-    for _ in range(len(overrides) + 1):
-        try:
-            return _hydra_compose(path, overrides)
-        except ConfigError as exc:
-            m = re.match(r"override '([^']+)' names a key the recipe does not set", str(exc))
-            if not m:
-                raise
-            key = m.group(1)
-            base = base if base is not None else _hydra_compose(path, [])
-            index = next((i for i, o in enumerate(overrides) if o.split("=", 1)[0] == key), None)
-            if index is None or not _schema_field(key, base):
-                raise
-            overrides[index] = "++" + overrides[index]
-    return _hydra_compose(path, overrides)
-
-
 def load_recipe(name: str, overrides: list[str] | None = None) -> Recipe:
     """The validated recipe ``name`` (a name under recipes/ or a YAML path) with Hydra overrides applied."""
-    path = _resolve_recipe_file(name)
-    data = _compose_lenient(path, list(overrides or []))
-    data.pop("defaults", None)
-    recipe = recipe_from_dict(data)
+    from pipeline.compose import compose, recipe_file
+
+    recipe = recipe_from_dict(compose(recipe_file(name), list(overrides or [])))
     recipe.source = name
     return recipe
 
@@ -464,10 +420,7 @@ def _check_cross_references(recipe: Recipe) -> None:
     for i, (stage_name, stage) in enumerate(recipe.stages.items()):
         if not re.fullmatch(r"[A-Za-z0-9_-]+", stage_name):
             raise ConfigError(f"stage name '{stage_name}' must use letters, digits, '_' or '-'")
-        for ref_key in ("init", *getattr(stage, "stage_refs", ())):
-            ref = getattr(stage, ref_key, None)
-            if ref is None:
-                continue
+        for ref_key, ref in stage.stage_refs():
             if ref in names[:i]:
                 continue
             if ref in names:

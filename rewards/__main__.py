@@ -15,16 +15,16 @@ means bad usage or input (unknown reward, unreadable file, missing column), with
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rewards import build_reward, describe_rewards, stats
+from rewards.registry import columns as reward_columns
 
 logger = logging.getLogger("rewards")
 
@@ -68,23 +68,6 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _required_columns(reward: Callable[..., Any]) -> list[str]:
-    """Keyword columns the reward cannot do without (parameters with no default after ``completions``)."""
-    fn = getattr(reward, "fn", reward)
-    bound = getattr(reward, "kwargs", {})
-    try:
-        params = list(inspect.signature(fn).parameters.values())[1:]
-    except (TypeError, ValueError):
-        return []
-    return [
-        p.name
-        for p in params
-        if p.default is inspect.Parameter.empty
-        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and p.name not in bound
-    ]
-
-
 def _batches(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
@@ -111,7 +94,7 @@ def score_file(
     missing = [c for c in [completion_column, *columns.values()] if rows and c not in present]
     if missing:
         raise UsageError(f"input file '{input_path}' has no column '{missing[0]}'")
-    mapped = {name: columns.get(name, name) for name in _required_columns(reward)}
+    mapped = {name: columns.get(name, name) for name in reward_columns(reward_name, args)}
     absent = [name for name, col in mapped.items() if rows and col not in present]
     if absent:
         raise UsageError(

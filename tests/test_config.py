@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import list_recipes, load_recipe, recipes_dir, stage_hashes
+from pipeline.compose import list_recipes, recipes_dir
+from pipeline.config import load_recipe, stage_hashes
 from pipeline.schema import ConfigError
 from tests.conftest import PYTHON, ROOT, subprocess_env
 
@@ -77,6 +78,15 @@ OVERRIDES = [
     (["stages.sft1.train.max_steps=7"], lambda r: r.stages["sft1"].train.max_steps == 7),
     # '+' adds a key the YAML does not set but the schema knows
     (["+stages.sft1.train.warmup_ratio=0.1"], lambda r: r.stages["sft1"].train.warmup_ratio == 0.1),
+    # ... and on a key the YAML sets it changes it (the schema, not Hydra, decides which keys exist)
+    (["+stages.sft1.train.max_steps=8"], lambda r: r.stages["sft1"].train.max_steps == 8),
+    # a mapping value replaces fields of a nested section
+    (["stages.sft1.lora={enabled: true, r: 4}"], lambda r: r.stages["sft1"].lora.r == 4),
+    # a trainer setting the TRL config class has passes through train.extra
+    (
+        ["stages.sft1.train.extra.warmup_steps=2"],
+        lambda r: r.stages["sft1"].train.extra == {"warmup_steps": 2},
+    ),
     # a run-level value
     (["run.name=other"], lambda r: r.run.name == "other"),
     # scientific notation from the command line becomes a float
@@ -135,8 +145,26 @@ ERRORS = [
     (["+stages.sft1.init=sft2"], ["stages.sft1.init", "runs later"]),
     # a checkpoint path that does not exist
     (["+stages.sft2.init=/nonexistent/ckpt"], ["stages.sft2.init", "does not exist"]),
-    # overriding a key neither the recipe nor the schema has, without '+'
-    (["stages.sft1.train.warmup=0.1"], ["stages.sft1.train.warmup", "'+'"]),
+    # overriding a key neither the recipe nor the schema has: the schema names it and its closest key
+    (
+        ["stages.sft1.train.warmup=0.1"],
+        ["unknown key 'stages.sft1.train.warmup'", "did you mean 'warmup_ratio'"],
+    ),
+    # ... also at the top level and in a misspelt section
+    (["rnu.seed=3"], ["unknown key 'rnu'", "did you mean 'run'"]),
+    (["stages.sft1.trian.max_steps=3"], ["unknown key 'stages.sft1.trian'", "did you mean 'train'"]),
+    # Hydra's own errors, one sentence each: bad syntax, deleting an absent key, a list index out of range
+    (
+        ["stages.sft1.train.max_steps=[1"],
+        ["override 'stages.sft1.train.max_steps=[1'", "not valid override syntax"],
+    ),
+    (
+        ["~stages.sft1.train.nothing"],
+        ["could not be composed with ~stages.sft1.train.nothing", "does not exist"],
+    ),
+    (["stages.sft1.data.7.size=3"], ["could not be composed with stages.sft1.data.7.size=3"]),
+    # an interpolation that does not resolve names its key
+    (["run.name=${nowhere}"], ["key 'run.name'", "cannot be resolved"]),
     # rerun_from a stage that is not there
     (["+run.rerun_from=sft3"], ["run.rerun_from", "sft3"]),
     # a negative size
@@ -231,3 +259,24 @@ def test_shipped_deepspeed_config_is_zero3(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.chdir(ROOT)
     recipe = load_recipe("tiny-smoke", ["stages.sft1.train.deepspeed=recipes/deepspeed/zero3.json"])
     assert recipe.stages["sft1"].train.zero_stage() == 3
+
+
+def test_a_missing_default_is_one_sentence(recipe_dir: Path) -> None:
+    (recipe_dir / "orphan.yaml").write_text(
+        "# python launch/cascade.py recipe=orphan\ndefaults: [nowhere, _self_]\n"
+    )
+    with pytest.raises(ConfigError, match=r"recipe 'orphan' names a default 'nowhere' that does not exist"):
+        load_recipe("orphan")
+
+
+def test_console_command_is_the_launch_script(recipe_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `cascade` (pyproject's console script) runs the function launch/cascade.py calls
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, name = scripts["cascade"].partition(":")
+    main = getattr(importlib.import_module(module), name)
+    assert f"from {module} import {name}" in (ROOT / "launch" / "cascade.py").read_text()
+    assert main(["recipe=list"]) == 0 and "a two-stage recipe for tests" in capsys.readouterr().out
+    assert main(["recipe=mini", "stages.sft1.train.max_steps=abc"]) == 2

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pipeline.stages.grpo_filters import (
+from pipeline.stages.grpo.filters import (
     EASY,
     HARD,
     AdmittedRepeatSampler,

@@ -54,6 +54,15 @@ def parity_logged_reward(
     return parity_reward(completions, answer)
 
 
+SCORED: list[int] = []  # completions per counting_reward call
+
+
+def counting_reward(completions: list[Any], value: float = 0.5, **kwargs: Any) -> list[float]:
+    """A constant score that counts the completions it was asked to score."""
+    SCORED.append(len(completions))
+    return [value] * len(completions)
+
+
 CALLS = {"n": 0, "kill_at": 0}
 
 
@@ -276,14 +285,17 @@ def test_grpo_lora_saves_a_merged_model(tmp_path: Path, base_model: Path) -> Non
 
 
 def test_grpo_truncated_completions_get_truncated_reward(tmp_path: Path, base_model: Path) -> None:
-    # every completion scores 0.5, except those cut at max_completion_length, which score 0
+    # every completion scores 0.5, except those cut at max_completion_length, which score 0 unscored
+    SCORED.clear()
     stage = grpo_stage(
-        rewards=[{"name": f"{THIS}:constant_reward", "args": {"value": 0.5}}], truncated_reward=0.0
+        rewards=[{"name": f"{THIS}:counting_reward", "args": {"value": 0.5}}], truncated_reward=0.0
     )
     summary = run_stage(make_ctx(tmp_path, base_model, {"rl": stage}, "rl"))
     assert summary["truncated_fraction"] > 0  # a random model rarely stops within 6 tokens
-    mean = summary["rewards"]["constant_reward"]["mean"]
+    mean = summary["rewards"]["counting_reward"]["mean"]
     assert mean == pytest.approx(0.5 * (1 - summary["truncated_fraction"]), abs=1e-4)
+    # the reward ran for the finished completions only: a truncated one's score was known beforehand
+    assert sum(SCORED) == round(summary["completions"] * (1 - summary["truncated_fraction"]))
 
 
 def test_grpo_mixes_sources_with_different_columns(tmp_path: Path, base_model: Path) -> None:
@@ -299,7 +311,7 @@ def test_grpo_mixes_sources_with_different_columns(tmp_path: Path, base_model: P
 
 
 def test_grpo_epoch_filter_drops_solved_prompts(tmp_path: Path, base_model: Path) -> None:
-    from pipeline.stages.grpo_trainer import STATE_FILE
+    from pipeline.stages.grpo.trainer import STATE_FILE
 
     SEEN.clear()
     stage = grpo_stage(
@@ -328,7 +340,7 @@ def test_grpo_epoch_filter_drops_solved_prompts(tmp_path: Path, base_model: Path
 
 
 def ctx_rows(ctx: StageContext) -> list[dict[str, Any]]:
-    from pipeline.stages.grpo import build_dataset
+    from pipeline.stages.grpo.data import build_dataset
 
     return build_dataset(ctx)[1]
 
@@ -395,7 +407,7 @@ def test_rlhf_stage_uses_the_reward_model_stage(
 
 def test_if_rl_combined_reward_wiring(tmp_path: Path, base_model: Path, reward_model: tuple) -> None:
     from pipeline.data.synthetic import generate
-    from pipeline.stages.grpo import build_rewards
+    from pipeline.stages.grpo.rewards import build_rewards
 
     final, _ = reward_model
     stages = {
@@ -471,10 +483,10 @@ def test_reward_model_reference_must_be_an_earlier_stage(tmp_path: Path, base_mo
     with pytest.raises(ConfigError, match=r"stages\.rlhf\.rewards\[0\]\.args\.model_path.*runs later"):
         make_ctx(tmp_path, base_model, stages, "rlhf")
     stages = {"rm": stages["rm"], "rlhf": stages["rlhf"]}
-    assert make_ctx(tmp_path, base_model, stages, "rlhf").config.stage_refs == ("rewards[0].args.model_path",)
+    refs = make_ctx(tmp_path, base_model, stages, "rlhf").config.stage_refs()
+    assert refs == [("rewards[0].args.model_path", "rm")]  # declared by the kind, found in the recipe
 
 
-def test_batch_that_splits_groups_fails_in_one_sentence(tmp_path: Path, base_model: Path) -> None:
-    ctx = make_ctx(tmp_path, base_model, {"rl": grpo_stage(train={"max_steps": 1, "batch_size": 6})}, "rl")
+def test_batch_that_splits_groups_fails_when_the_recipe_loads(tmp_path: Path, base_model: Path) -> None:
     with pytest.raises(ConfigError, match=r"stages\.rl\.train\.batch_size.*multiple of num_generations=4"):
-        run_stage(ctx)
+        make_ctx(tmp_path, base_model, {"rl": grpo_stage(train={"max_steps": 1, "batch_size": 6})}, "rl")

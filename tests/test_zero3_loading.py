@@ -13,7 +13,8 @@ import pytest
 
 from pipeline.config import BuiltinModelConfig
 from pipeline.models import build_builtin_model, end_deepspeed_stage, load_causal_lm, whole_weights
-from pipeline.stages.grpo import MODE_COLUMN, StageReward
+from pipeline.stages.grpo.config import MODE_COLUMN
+from pipeline.stages.grpo.rewards import StageReward
 
 TINY = BuiltinModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
 

@@ -1,8 +1,10 @@
 """Stage kinds: a small registry from ``kind`` to the module that trains it.
 
-A stage module defines ``Config`` (a dataclass extending :class:`pipeline.config.StageConfig`) and
-``run(ctx: StageContext) -> StageResult``. Modules import their heavy dependencies (TRL, torch) inside
-``run`` so that validating a recipe stays fast. Adding a kind means adding a module and a line here.
+A stage module (or package, like ``grpo``) defines ``Config`` (a dataclass extending
+:class:`pipeline.config.StageConfig`, declaring its trainer's config class and the fields that name
+other stages) and ``run(ctx: StageContext) -> StageResult``. Modules import their heavy dependencies
+(TRL, torch) inside ``run`` so that validating a recipe stays fast. Adding a kind means adding a module
+and a line here.
 """
 
 from __future__ import annotations

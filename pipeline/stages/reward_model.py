@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pipeline.config import DataSource, StageConfig
 from pipeline.schema import ConfigError
@@ -42,6 +42,8 @@ _TIE = "__tie__"
 
 @dataclass
 class Config(StageConfig):
+    TRAINER_CONFIG: ClassVar[str] = "trl:RewardConfig"  # train.extra may hold its fields
+
     pair_format: PairFormat = "auto"  # auto: HelpSteer3 columns when present, else chosen/rejected
     eval_fraction: float = 0.05  # share of the pairs held out for pairwise accuracy (without eval_data)
     eval_size: int | None = None  # number of pairs held out (overrides eval_fraction)

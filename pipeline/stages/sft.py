@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pipeline.config import StageConfig
 from pipeline.data.sources import is_messages, is_str, load_rows, row_mode
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Config(StageConfig):
+    TRAINER_CONFIG: ClassVar[str] = "trl:SFTConfig"  # train.extra may hold its fields
+
     assistant_only_loss: bool = True  # loss on assistant tokens only
     packing: bool = False  # pack several conversations into one sequence (BFD packing)
 

@@ -4,9 +4,10 @@ filtering, scoring of truncated completions, and the counters the stage summary 
 Everything hooks into three GRPOTrainer methods and changes nothing else of the algorithm:
 
 - ``_calculate_rewards``: rows get their full dataset columns back (the dataset itself carries only
-  the prompt, id, prompt mode and row index, so that nested columns never pass through Arrow); truncated
-  completions get ``truncated_reward``; zero-variance groups and per-prompt outcomes are recorded.
-  Rewards arrive gathered from every process, so every process records the same outcomes.
+  the prompt, id, prompt mode and row index, so that nested columns never pass through Arrow); with
+  ``truncated_reward`` set, truncated completions get that score and no reward is run for them;
+  zero-variance groups and per-prompt outcomes are recorded. Rewards arrive gathered from every
+  process, so every process records the same outcomes.
 - ``_generate_and_score_completions``: advantages of zero-variance groups are set to exactly 0.
 - ``_get_train_sampler``: with the epoch filter on, :class:`AdmittedRepeatSampler` draws the prompts.
 
@@ -29,8 +30,8 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from pipeline.stages.grpo import ROW_COLUMN
-from pipeline.stages.grpo_filters import (
+from pipeline.stages.grpo.config import ROW_COLUMN, TRUNCATED_COLUMN
+from pipeline.stages.grpo.filters import (
     AdmittedRepeatSampler,
     EpochFilterRule,
     EpochFilterState,
@@ -114,30 +115,44 @@ class CascadeGRPOTrainer(GRPOTrainer):
         completions: list[Any],
         completion_ids_list: Any,
     ) -> torch.Tensor:
-        if inputs and ROW_COLUMN in inputs[0]:
-            rows = [self.rl.side_rows[x[ROW_COLUMN]] for x in inputs]
-            # TRL reads the columns of the first row from every row: sources mixed in one stage may
-            # differ in columns, so every row gets the union (None where a source has no such column).
-            blank = dict.fromkeys(set().union(*rows))
-            inputs = [{**blank, **row, **x} for row, x in zip(rows, inputs, strict=True)]
-        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        device = rewards.device
+        # TRL passes every process's own completion_ids: one cut at max_completion_length ends without
+        # EOS or padding (the test TRL's own clipped_ratio and mask_truncated_completions use).
         stop = {*self.eos_token_ids, self._tokenizer.pad_token_id}
-        local_cut = torch.tensor(
-            [bool(ids) and ids[-1] not in stop for ids in completion_ids_list], device=device
+        cut = [bool(ids) and ids[-1] not in stop for ids in completion_ids_list]
+        rewards = super()._calculate_rewards(
+            self._reward_inputs(inputs, cut), prompts, completions, completion_ids_list
         )
-        truncated = self.accelerator.gather(local_cut.long()).bool()
-        if self.rl.truncated_reward is not None and truncated.any():
-            rewards[truncated] = float(self.rl.truncated_reward)
+        truncated = self.accelerator.gather(torch.tensor(cut, device=rewards.device).long()).bool()
         if self.model.training:
             self._record(inputs, rewards, truncated)
         return rewards
+
+    def _reward_inputs(self, inputs: list[dict[str, Any]], cut: list[bool]) -> list[dict[str, Any]]:
+        """The rows as the rewards read them: full dataset columns back, truncated completions' scores fixed.
+
+        The dataset carries only the prompt, id, prompt mode and row index, so that nested columns never
+        pass through Arrow. TRL reads the columns of the first row from every row, and sources mixed in
+        one stage may differ in columns, so every row gets the union (None where a source has no such
+        column). With ``truncated_reward`` set, a truncated completion's score is known before any reward
+        runs: every term gives it that score (:class:`~pipeline.stages.grpo.rewards.StageReward` reads it
+        from the row) and no reward is run for it.
+        """
+        if inputs and ROW_COLUMN in inputs[0]:
+            rows = [self.rl.side_rows[x[ROW_COLUMN]] for x in inputs]
+            blank = dict.fromkeys(set().union(*rows))
+            inputs = [{**blank, **row, **x} for row, x in zip(rows, inputs, strict=True)]
+        fixed = self.rl.truncated_reward
+        if fixed is not None:
+            inputs = [{**x, TRUNCATED_COLUMN: fixed if c else None} for x, c in zip(inputs, cut, strict=True)]
+        return inputs
 
     def _record(self, inputs: list[dict[str, Any]], rewards: torch.Tensor, truncated: torch.Tensor) -> None:
         from accelerate.utils import gather_object
 
         g = self.num_generations
-        totals = group_totals(rewards, self.reward_weights.tolist())
+        # TRL 1.x sums the weighted terms inside _generate_and_score_completions and returns only the
+        # advantages, so the total is formed here once, from the same tensor and TRL's own weights.
+        totals = group_totals(rewards, self.reward_weights)
         zero = zero_variance_groups(totals, g)
         self._zero_groups = zero
         scored = ~torch.isnan(totals)

@@ -1,7 +1,7 @@
 """Prompt filtering for GRPO: dynamic (zero-variance groups) and per-epoch difficulty filtering.
 
 Both are pure logic here, so they can be tested with constructed rewards and exact counts; the
-trainer (:mod:`pipeline.stages.grpo_trainer`) only feeds them gathered rewards and prompt ids.
+trainer (:mod:`pipeline.stages.grpo.trainer`) only feeds them gathered rewards and prompt ids.
 
 - **Dynamic filtering.** A group whose ``num_generations`` rewards are all equal carries no learning
   signal: its advantages must be exactly 0. GRPO gets there only approximately (``r - mean`` is not
@@ -34,11 +34,14 @@ EASY, HARD = "easy", "hard"
 # Dynamic filtering
 
 
-def group_totals(rewards_per_func: Any, weights: Sequence[float]) -> Any:
-    """Each completion's weighted total reward, as GRPO sums it; NaN where every reward was None."""
+def group_totals(rewards_per_func: Any, weights: Any) -> Any:
+    """Each completion's weighted total reward, as GRPO sums it; NaN where every reward was None.
+
+    ``weights`` is a sequence or a tensor (TRL's ``reward_weights``).
+    """
     import torch
 
-    w = torch.as_tensor(list(weights), dtype=rewards_per_func.dtype, device=rewards_per_func.device)
+    w = torch.as_tensor(weights, dtype=rewards_per_func.dtype, device=rewards_per_func.device)
     totals = (rewards_per_func * w.unsqueeze(0)).nansum(dim=1)
     totals[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
     return totals

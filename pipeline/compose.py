@@ -1,0 +1,132 @@
+"""Recipe files: finding them, and composing one with its ``defaults:`` and command-line overrides (Hydra).
+
+Hydra's compose API does the composition (no working-directory change, no output folders, so every
+process of a launch sees the same config), with one rule of Cascade's own: a plain ``key=value`` (or
+``+key=value``) for a key of the recipe is sent to Hydra as ``++key=value`` (set it, adding it where the
+YAML leaves it out). Whether such a key exists is then the typed schema's question
+(:mod:`pipeline.schema`), which answers with the key path and the closest valid key, the same for a key
+the YAML leaves out (``stages.sft1.train.warmup_ratio=0.1``) as for a typo. Only overrides that select
+a config group (a folder of YAML files next to the recipe) keep Hydra's own meaning. Errors Hydra still
+raises (syntax, a missing default, a deletion of an absent key) become one sentence chosen by the
+exception's type, never by reading its text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.schema import ConfigError, closest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Folders under recipes/ that hold launcher configs, not recipes.
+NON_RECIPE_DIRS = {"deepspeed", "accelerate"}
+OVERRIDE_FORMS = "key=value, +key=value, ++key=value or ~key"
+
+
+def recipes_dir() -> Path:
+    """The recipes folder: ``./recipes`` when run from a checkout, else the project's own."""
+    local = Path.cwd() / "recipes"
+    return local if local.is_dir() else PROJECT_ROOT / "recipes"
+
+
+def list_recipes(root: Path | None = None) -> list[tuple[str, str]]:
+    """(name, one-line description) for every recipe YAML under ``root``, recursively."""
+    import yaml
+
+    root = root or recipes_dir()
+    out = []
+    for path in sorted(root.rglob("*.yaml")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in NON_RECIPE_DIRS:
+            continue
+        try:
+            desc = (yaml.safe_load(path.read_text()) or {}).get("description", "")
+        except yaml.YAMLError:
+            desc = "(unreadable YAML)"
+        out.append((str(rel.with_suffix("")), str(desc).strip().splitlines()[0] if desc else ""))
+    return out
+
+
+def recipe_file(name: str) -> Path:
+    """The YAML file of recipe ``name``: a path ending in .yaml/.yml, or a name under the recipes folder."""
+    path = Path(name).expanduser()
+    if path.suffix in (".yaml", ".yml"):
+        if not path.exists():
+            raise ConfigError(f"recipe file '{name}' does not exist")
+        return path.resolve()
+    root = recipes_dir()
+    candidate = root / f"{name}.yaml"
+    if not candidate.exists():
+        known = [n for n, _ in list_recipes(root)]
+        raise ConfigError(f"unknown recipe '{name}'{closest(name, known)}; run with recipe=list to see them")
+    return candidate.resolve()
+
+
+def schema_overrides(overrides: list[str], config_dir: Path) -> list[str]:
+    """``overrides`` with plain and ``+`` overrides of recipe keys sent as ``++`` (see the module docstring).
+
+    Each override is parsed with Hydra's own grammar; one that does not parse is a ConfigError naming it.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    out = []
+    for text in overrides:
+        try:
+            (override,) = parser.parse_overrides([text])
+        except OverrideParseException:
+            raise ConfigError(f"override '{text}' is not valid override syntax ({OVERRIDE_FORMS})") from None
+        key = override.key_or_group
+        is_group = "/" in key or override.package is not None or (config_dir / key.split(".")[0]).is_dir()
+        if is_group or override.type not in (OverrideType.CHANGE, OverrideType.ADD):
+            out.append(text)
+        else:
+            out.append("++" + text.lstrip("+"))
+    return out
+
+
+def compose(path: Path, overrides: list[str]) -> dict[str, Any]:
+    """The recipe at ``path`` composed with its defaults and ``overrides``, interpolations resolved."""
+    import yaml
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    sent = schema_overrides(overrides, path.parent)
+    name = path.stem
+    try:
+        with initialize_config_dir(config_dir=str(path.parent), version_base=None, job_name="cascade"):
+            cfg = hydra_compose(config_name=name, overrides=sent)
+        data = OmegaConf.to_container(cfg, resolve=True)
+    except MissingConfigException as exc:
+        missing = exc.missing_cfg_file or "?"
+        raise ConfigError(f"recipe '{name}' names a default '{missing}' that does not exist") from None
+    except ConfigCompositionException as exc:
+        cause = exc.__cause__
+        reason = _first_line(getattr(cause, "msg", None) or str(exc))
+        raise ConfigError(
+            f"recipe '{name}' could not be composed with {' '.join(overrides)}: {reason}"
+        ) from None
+    except OmegaConfBaseException as exc:  # an interpolation that does not resolve
+        key = getattr(exc, "full_key", None) or "?"
+        reason = _first_line(getattr(exc, "msg", None) or str(exc))
+        raise ConfigError(f"key '{key}' of recipe '{name}' cannot be resolved: {reason}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"recipe '{name}' is not valid YAML: {_first_line(str(exc))}") from None
+    except HydraException as exc:
+        raise ConfigError(f"recipe '{name}' could not be composed: {_first_line(str(exc))}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe '{name}' must be a mapping of keys, got {type(data).__name__}")
+    data.pop("defaults", None)
+    return data
+
+
+def _first_line(text: str | None) -> str:
+    """The first line of another library's message, to keep ours one sentence (its wording is not read)."""
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    return lines[0] if lines else "no reason given"
