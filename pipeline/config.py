@@ -329,6 +329,26 @@ def check_reward_args(
 
 
 @dataclass
+class EngineConfig:
+    """How rollouts (GRPO) and benchmarks generate: ``pipeline.generation``, docs/stages.md."""
+
+    engine: Literal["auto", "hf", "compiled", "paged", "vllm"] = "auto"  # auto: compiled on a GPU, hf on CPU
+    compile: Literal["auto", "full", "none"] = "auto"  # compiled engine: torch.compile the decoding step
+    vllm_mode: Literal["colocate", "server"] = (
+        "colocate"  # GRPO with vllm: in the training processes, or trl vllm-serve
+    )
+
+    def validate(self, key: str) -> None:
+        import importlib.util
+
+        if self.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+            raise ConfigError(
+                f"key '{key}.engine' is vllm but vLLM is not installed here (pip install vllm); "
+                "generation.engine=auto uses transformers' fast path instead"
+            )
+
+
+@dataclass
 class EvalConfig:
     enabled: bool = True
     after: Literal["trained", "all"] = "trained"  # trained: benchmarks of domains trained so far (+ always)
@@ -353,6 +373,7 @@ class Recipe:
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    generation: EngineConfig = field(default_factory=EngineConfig)
     source: str = ""  # the recipe name or file it was composed from (set by load_recipe)
 
     @property

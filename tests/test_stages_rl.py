@@ -5,7 +5,6 @@ A tiny random Qwen3 model is built once per module; every run is a few steps wit
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -119,12 +118,14 @@ def make_ctx(
     resume: bool = False,
     checkpoints: dict[str, str] | None = None,
     records: list[dict[str, Any]] | None = None,
+    engine: str = "auto",
 ) -> StageContext:
     recipe = recipe_from_dict(
         {
             "run": {"name": "rl", "output_dir": str(tmp_path / "runs"), "seed": 3},
             "model": {"name_or_path": str(base)},
             "tracking": {"backend": "none"},
+            "generation": {"engine": engine},
             "stages": stages,
         }
     )
@@ -241,6 +242,44 @@ def test_grpo_stage_trains_and_writes_a_checkpoint(tmp_path: Path, base_model: P
     assert 0.0 <= summary["accuracy"] <= 1.0 and summary["solve_threshold"] == 1.0
     assert summary["completion_length"]["max"] <= 6
     assert summary["tokens_per_s"] is not None and summary["tokens"] > 0
+
+
+def test_grpo_through_the_compiled_engine_is_seeded(tmp_path: Path, base_model: Path) -> None:
+    """Rollouts from the inference copy through the compiled engine: trained, timed, and fixed by the seed."""
+    stage = grpo_stage(
+        max_completion_length=20, rewards=[{"name": f"{THIS}:killing_reward"}], train={**grpo_stage()["train"]}
+    )
+    CALLS.update(n=0, kill_at=0)
+    first = run_stage(make_ctx(tmp_path / "a", base_model, {"rl": stage}, "rl", engine="compiled"))
+    CALLS.update(n=0, kill_at=0)
+    again = run_stage(make_ctx(tmp_path / "b", base_model, {"rl": stage}, "rl", engine="compiled"))
+    assert first["steps"] == 2 and first["completions"] == 16
+    assert first["generation_s"] > 0 and first["rewards_s"] >= 0
+    assert first["final_loss"] == again["final_loss"]
+    assert first["completion_length"] == again["completion_length"]
+
+
+def test_early_scores_are_the_scores(tmp_path: Path) -> None:
+    """Completions scored while the batch generates get the score the trainer's call would give."""
+    from pipeline.stages.grpo.config import ROW_COLUMN
+    from pipeline.stages.grpo.rewards import StageReward
+
+    calls: list[int] = []
+
+    def length(completions: list[str], **kwargs: Any) -> list[float]:
+        calls.append(len(completions))
+        return [float(len(c)) for c in completions]
+
+    completions = ["a", "bb", "ccc", "dddd"]
+    columns = {ROW_COLUMN: [0, 0, 1, 1], "answer": ["x", "x", "y", "y"]}
+    reward = StageReward(length, "length")
+    reward.prefetch(completions[1:3], {k: v[1:3] for k, v in columns.items()})
+    assert reward(completions, **columns) == [1.0, 2.0, 3.0, 4.0]
+    assert calls == [2, 2]  # the trainer's call scored only the two that were not scored early
+    assert not reward.early  # scores of one batch never leak into the next
+    relative = StageReward(length, "length", itemwise=False)  # batch_min_minus_k: not scored early
+    relative.prefetch(completions, columns)
+    assert not relative.early
 
 
 DEGENERATE_REWARDS = [
@@ -457,7 +496,6 @@ INVALID_STAGES = [
     ({"epoch_filter": {"enabled": True, "readmit_hard": 1.5}}, ["stages.rl.epoch_filter.readmit_hard"]),
     ({"rewards": [{"name": "reward_model", "args": {"model_path": "org/rm"}}], "epoch_filter": {"enabled": True}},
      ["stages.rl.epoch_filter.enabled", "solve_threshold"]),  # no natural "solved" for a reward model
-    ({"use_vllm": True}, ["stages.rl.use_vllm", "not installed"]),  # vLLM asked for but absent
     ({"rewards": [{"name": "nosuchpkg.rewards:fn"}]}, ["stages.rl.rewards[0].name", "nosuchpkg"]),
 ]  # fmt: skip
 
@@ -466,8 +504,6 @@ INVALID_STAGES = [
 def test_invalid_grpo_stage_is_one_sentence_naming_the_key(
     tmp_path: Path, base_model: Path, overrides: dict, words: list[str]
 ) -> None:
-    if overrides.get("use_vllm") and importlib.util.find_spec("vllm") is not None:
-        pytest.skip("vLLM is installed here")
     with pytest.raises(ConfigError) as err:
         make_ctx(tmp_path, base_model, {"rl": grpo_stage(**overrides)}, "rl")
     message = str(err.value)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+OnFinished = Callable[[list[int], list[list[int]]], None]
 
 
 @dataclass(frozen=True)
@@ -68,17 +70,30 @@ class Engine(ABC):
     def device(self) -> Any:
         return next(self.model.parameters()).device
 
-    def generate(self, prompts: Sequence[Sequence[int]], sampling: Sampling, seed: int) -> Completions:
-        """``sampling.n`` completions of every prompt; the same seed gives the same completions."""
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        sampling: Sampling,
+        seed: int,
+        on_finished: OnFinished | None = None,
+    ) -> Completions:
+        """``sampling.n`` completions of every prompt; the same seed gives the same completions.
+
+        ``on_finished(rows, ids)``, where an engine supports it, is called with completions that ended
+        while others are still being generated (row indices into the result, ids cut after the end
+        token), so that scoring them overlaps the rest of the generation. It runs on this thread.
+        """
         if not prompts:
             return Completions([], [])
         t0 = time.perf_counter()
-        out = self._generate([list(p) for p in prompts], sampling, seed)
+        out = self._generate([list(p) for p in prompts], sampling, seed, on_finished)
         out.seconds = time.perf_counter() - t0
         return out
 
     @abstractmethod
-    def _generate(self, prompts: list[list[int]], sampling: Sampling, seed: int) -> Completions: ...
+    def _generate(
+        self, prompts: list[list[int]], sampling: Sampling, seed: int, on_finished: OnFinished | None
+    ) -> Completions: ...
 
     def release(self) -> None:  # noqa: B027 - engines without caches have nothing to free
         """Free the caches this engine holds (the model stays); the next call allocates them again."""

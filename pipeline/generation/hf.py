@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.generation.base import Completions, Engine, Sampling, left_pad, seeded
+from pipeline.generation.base import Completions, Engine, OnFinished, Sampling, left_pad, seeded
 
 
 class HFEngine(Engine):
     name = "hf"
 
-    def _generate(self, prompts: list[list[int]], sampling: Sampling, seed: int) -> Completions:
+    def _generate(
+        self, prompts: list[list[int]], sampling: Sampling, seed: int, on_finished: OnFinished | None
+    ) -> Completions:
         import torch
 
         ids, mask = left_pad(prompts, self.pad_id)

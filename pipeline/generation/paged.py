@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.generation.base import Completions, Engine, EngineUnsupported, Sampling
+from pipeline.generation.base import Completions, Engine, EngineUnsupported, OnFinished, Sampling
 
 
 class PagedEngine(Engine):
@@ -31,7 +31,9 @@ class PagedEngine(Engine):
             destroy()
         self._shape = None
 
-    def _generate(self, prompts: list[list[int]], sampling: Sampling, seed: int) -> Completions:
+    def _generate(
+        self, prompts: list[list[int]], sampling: Sampling, seed: int, on_finished: OnFinished | None
+    ) -> Completions:
         from transformers import ContinuousBatchingConfig, GenerationConfig
 
         shape = (len(prompts) * sampling.n, max(len(p) for p in prompts) + sampling.max_new_tokens)

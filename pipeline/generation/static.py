@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.generation.attention import use_grouped_decode_attention
-from pipeline.generation.base import Completions, Engine, EngineUnsupported, Sampling, seeded
+from pipeline.generation.base import Completions, Engine, EngineUnsupported, OnFinished, Sampling, seeded
 from pipeline.generation.sampler import sample_filtered, sample_plain
 
 log = logging.getLogger(__name__)
@@ -125,13 +125,16 @@ class StaticEngine(Engine):
             torch.cuda.empty_cache()
 
     # ---------------------------------------------------------------------------------------------
-    def _generate(self, prompts: list[list[int]], sampling: Sampling, seed: int) -> Completions:
+    def _generate(
+        self, prompts: list[list[int]], sampling: Sampling, seed: int, on_finished: OnFinished | None
+    ) -> Completions:
         import torch
 
         rows = [p for p in prompts for _ in range(sampling.n)]
         width = max(len(p) for p in rows)
         b = self._ensure(len(rows), width + sampling.max_new_tokens)
         plan = _Plan.of(sampling)
+        reported = [False] * len(rows)
         with torch.no_grad():
             ids, positions = self._load(b, rows, width)
             b.temperature.fill_(max(sampling.temperature, 1e-6))
@@ -146,10 +149,26 @@ class StaticEngine(Engine):
                     else:
                         self._step(b, plan)
                     steps += 1
-                    if steps % self.check_every == 0 and bool(b.done[: len(rows)].all()):
-                        break
+                    if steps % self.check_every == 0:
+                        done = b.done[: len(rows)].tolist()
+                        if all(done):
+                            break
+                        if on_finished is not None:
+                            self._hand_off(b, done, reported, steps, on_finished)
             out = b.out[: len(rows), :steps].tolist()
         return self.cut(out)
+
+    def _hand_off(
+        self, b: _Buffers, done: list[bool], reported: list[bool], steps: int, on_finished: OnFinished
+    ) -> None:
+        """Pass the rows that ended since the last check to ``on_finished``."""
+        new = [i for i, d in enumerate(done) if d and not reported[i]]
+        if not new:
+            return
+        for i in new:
+            reported[i] = True
+        rows = b.out[new, :steps].tolist()
+        on_finished(new, self.cut(rows).ids)
 
     # ---------------------------------------------------------------------------------------------
     def _ensure(self, rows: int, length: int) -> _Buffers:

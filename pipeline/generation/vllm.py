@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.generation.base import Completions, Engine, Sampling
+from pipeline.generation.base import Completions, Engine, OnFinished, Sampling
 
 
 class VLLMEngine(Engine):
@@ -25,7 +25,9 @@ class VLLMEngine(Engine):
     def release(self) -> None:
         self.llm = None
 
-    def _generate(self, prompts: list[list[int]], sampling: Sampling, seed: int) -> Completions:
+    def _generate(
+        self, prompts: list[list[int]], sampling: Sampling, seed: int, on_finished: OnFinished | None
+    ) -> Completions:
         from vllm import SamplingParams, TokensPrompt
 
         params = [  # a seed per prompt: prompts must not share one random stream

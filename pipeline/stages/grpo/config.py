@@ -9,7 +9,6 @@ for the world size this process was launched with.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
@@ -118,9 +117,6 @@ class Config(StageConfig):
     solve_threshold: float | None = None  # None: 1.0 when the first reward is verifiable, else no accuracy
     epoch_filter: EpochFilterConfig = field(default_factory=EpochFilterConfig)
     phases: list[PhaseConfig] = field(default_factory=list)
-    use_transformers_paged: bool = False  # transformers' continuous-batching generation
-    use_vllm: bool = False
-    vllm_mode: Literal["colocate", "server"] = "colocate"
     log_completions: bool = False
 
     def validate(self, key: str) -> None:
@@ -154,10 +150,6 @@ class Config(StageConfig):
                 f"key '{key}.epoch_filter.enabled' needs '{key}.solve_threshold' (the first reward, "
                 f"'{self.rewards[0].name}', has no natural 'solved' score)"
             )
-        if self.use_vllm and self.use_transformers_paged:
-            raise ConfigError(f"keys '{key}.use_vllm' and '{key}.use_transformers_paged' exclude each other")
-        if self.use_vllm and importlib.util.find_spec("vllm") is None:
-            raise ConfigError(f"key '{key}.use_vllm' is true but vLLM is not installed (pip install vllm)")
         self._check_rollout_batch(key, launched_world_size())
         self._check_reward_columns(key)
 

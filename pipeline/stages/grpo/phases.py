@@ -148,23 +148,14 @@ def grpo_args(ctx: StageContext, phase: Phase, weights: list[float]) -> Any:
         "entropy_coef": cfg.entropy_coef,
         "mask_truncated_completions": phase.mask_truncated_completions,
         "reward_weights": weights,
-        "use_vllm": cfg.use_vllm,
-        "vllm_mode": cfg.vllm_mode,
+        # vLLM generates through TRL's own integration; every other engine through the trainer's rollouts
+        "use_vllm": ctx.recipe.generation.engine == "vllm",
+        "vllm_mode": ctx.recipe.generation.vllm_mode,
         "log_completions": cfg.log_completions,
         "remove_unused_columns": False,
     }
     if phase.steps > 0:
         kwargs["max_steps"] = phase.steps
-    if cfg.use_transformers_paged:
-        import dataclasses
-
-        known = {f.name for f in dataclasses.fields(GRPOConfig)}
-        flag = (
-            "use_transformers_continuous_batching"
-            if "use_transformers_continuous_batching" in known
-            else "use_transformers_paged"
-        )
-        kwargs[flag] = True
     kwargs.update(
         cfg.train.extra
     )  # the recipe's own TRL settings win (their names were checked at load time)
@@ -217,6 +208,8 @@ def run_phase(
         truncated_reward=phase.truncated_reward,
         epoch_filter=rule,
         on_epoch_filtered=on_epoch_filtered,
+        engine=ctx.recipe.generation.engine,
+        compile=ctx.recipe.generation.compile,
     )
     metrics = MetricsCallbackFactory.create(ctx)
     trainer = CascadeGRPOTrainer(

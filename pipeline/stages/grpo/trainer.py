@@ -39,6 +39,7 @@ from pipeline.stages.grpo.filters import (
     zero_group_advantages,
     zero_variance_groups,
 )
+from pipeline.stages.grpo.rollouts import Rollouts
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class RLOptions:
     )
     epoch_filter: EpochFilterRule | None = None  # None: the filter is off
     on_epoch_filtered: Callable[[dict[str, Any]], None] | None = None
+    engine: str = "hf"  # generation.engine; hf and vllm generate through TRL's own paths
+    compile: str = "auto"  # generation.compile, for the compiled engine
 
 
 @dataclass
@@ -82,8 +85,36 @@ class CascadeGRPOTrainer(GRPOTrainer):
         self.filter_state = filter_state or EpochFilterState()
         self._zero_groups: torch.Tensor | None = None
         self._last_log: tuple[float, int] | None = None
+        self._batch_inputs: list[dict[str, Any]] | None = None
         super().__init__(*args, **kwargs)
         self.add_callback(_RLCallback(self))
+        from pipeline.generation import resolve
+
+        engine = resolve(rl.engine, self.accelerator.device.type)
+        self.rollouts = Rollouts(self, engine, rl.compile) if engine in ("compiled", "paged") else None
+
+    # ---------------------------------------------------------------------------------------------
+    # Generation
+
+    def _generate_single_turn(
+        self,
+        prompt_ids: Any,
+        images: Any,
+        multimodal_fields: Any,
+        num_generations: int,
+        has_tool_images: bool = False,
+    ) -> tuple[list[list[int]], Any]:
+        t0 = time.perf_counter()
+        try:
+            if self.rollouts is None or images is not None or multimodal_fields:
+                return super()._generate_single_turn(
+                    prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+                )
+            return self.rollouts.generate(prompt_ids, self._batch_inputs), None
+        finally:
+            self._metrics["train" if self.model.training else "eval"]["time/generation"].append(
+                time.perf_counter() - t0
+            )
 
     # ---------------------------------------------------------------------------------------------
     # Sampling
@@ -117,11 +148,16 @@ class CascadeGRPOTrainer(GRPOTrainer):
     ) -> torch.Tensor:
         # TRL passes every process's own completion_ids: one cut at max_completion_length ends without
         # EOS or padding (the test TRL's own clipped_ratio and mask_truncated_completions use).
+        t0 = time.perf_counter()
+        if self.rollouts is not None:
+            self.rollouts.wait()  # completions scored while the batch was generating
         stop = {*self.eos_token_ids, self._tokenizer.pad_token_id}
         cut = [bool(ids) and ids[-1] not in stop for ids in completion_ids_list]
         rewards = super()._calculate_rewards(
             self._reward_inputs(inputs, cut), prompts, completions, completion_ids_list
         )
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["time/rewards"].append(time.perf_counter() - t0)
         truncated = self.accelerator.gather(torch.tensor(cut, device=rewards.device).long()).bool()
         if self.model.training:
             self._record(inputs, rewards, truncated)
@@ -179,7 +215,9 @@ class CascadeGRPOTrainer(GRPOTrainer):
             self.filter_state.groups_in_epoch += int(zero.numel())
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        self._batch_inputs = inputs  # the rows of the prompts being generated, for early scoring
         output = super()._generate_and_score_completions(inputs)
+        self._batch_inputs = None
         if self.model.training and self._zero_groups is not None:
             start = self.accelerator.process_index * len(inputs)
             output["advantages"] = zero_group_advantages(
@@ -262,6 +300,10 @@ class _RLCallback(TrainerCallback):
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.trainer.end_epoch()
 
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.trainer.rollouts is not None:  # the engine's caches and inference copy go with the phase
+            self.trainer.rollouts.close()
+
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file, fsync, rename)."""
@@ -326,5 +368,7 @@ def history_summary(history: Sequence[dict[str, Any]], reward_names: Sequence[st
         "entropy": mean("entropy"),
         "clip_ratio": mean("clip_ratio/region_mean"),
         "step_time_s": mean("step_time"),
+        "generation_s": mean("time/generation"),
+        "rewards_s": mean("time/rewards"),
         "tokens_per_s": mean("tokens_per_s"),
     }
