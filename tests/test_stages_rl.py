@@ -246,9 +246,7 @@ def test_grpo_stage_trains_and_writes_a_checkpoint(tmp_path: Path, base_model: P
 
 def test_grpo_through_the_compiled_engine_is_seeded(tmp_path: Path, base_model: Path) -> None:
     """Rollouts from the inference copy through the compiled engine: trained, timed, and fixed by the seed."""
-    stage = grpo_stage(
-        max_completion_length=20, rewards=[{"name": f"{THIS}:killing_reward"}], train={**grpo_stage()["train"]}
-    )
+    stage = grpo_stage(max_completion_length=20, rewards=[{"name": f"{THIS}:killing_reward"}])
     CALLS.update(n=0, kill_at=0)
     first = run_stage(make_ctx(tmp_path / "a", base_model, {"rl": stage}, "rl", engine="compiled"))
     CALLS.update(n=0, kill_at=0)
