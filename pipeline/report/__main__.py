@@ -1,0 +1,5 @@
+import sys
+
+from pipeline.report.table import main
+
+sys.exit(main())
