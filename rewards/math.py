@@ -29,7 +29,8 @@ from typing import Any
 
 from rewards import stats
 from rewards.common import column, final_answer
-from rewards.pool import Outcome, default_workers, shared_pool
+from rewards.pool import Outcome, shared_pool
+from rewards.process import REWARD_WORKERS, cpu_share
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ DEFAULT_BATCH_TIMEOUT_S = 120.0
 MAX_ANSWER_CHARS = 1000  # longer "answers" are not answers; they are also what makes sympy slow
 MAX_GOLD_CHARS = 4000  # a full reference solution is fine: only its final answer is kept
 WORKER_MEMORY_MB = 2048
+MAX_WORKERS = (
+    4  # by default: each worker is an interpreter holding sympy, and the fast path settles most answers
+)
 _TOLERANCE = Fraction(1, 100_000)  # math-verify compares decimals rounded to 6 places
 
 # -- extraction ------------------------------------------------------------------------------------
@@ -365,10 +369,10 @@ def _warm_up() -> None:
     _parse.cache_clear()
 
 
-def _pool():
+def _pool(size: int):
     return shared_pool(
         "math",
-        size=default_workers(),
+        size=size,
         preload=("math_verify",),
         initializer="rewards.math:_warm_up",
         memory_limit_mb=WORKER_MEMORY_MB,
@@ -490,13 +494,15 @@ def math_reward(
             errors += 1
     if jobs:
         pairs = list(jobs)
+        # a bad $CASCADE_REWARD_WORKERS raises here: it is the caller's setting, not a completion to score
+        workers = cpu_share(REWARD_WORKERS, cap=MAX_WORKERS)
         try:
             budget = (
                 None
                 if batch_timeout_s is None
                 else max(0.0, float(batch_timeout_s) - (time.perf_counter() - started))
             )
-            outcomes = _pool().map(verify_answer, pairs, timeout_s=float(timeout_s), budget_s=budget)
+            outcomes = _pool(workers).map(verify_answer, pairs, timeout_s=float(timeout_s), budget_s=budget)
         except Exception as exc:
             logger.warning("math verification pool failed: %s", exc)
             outcomes = [Outcome("error", error=str(exc))] * len(pairs)
