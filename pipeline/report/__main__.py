@@ -1,5 +1,5 @@
 import sys
 
-from pipeline.report.table import main
+from pipeline.report.cli import main
 
 sys.exit(main())
