@@ -243,7 +243,7 @@ class Cascade:
 
         # a reward-model stage leaves the policy as it was: evaluate (and go on from) the current policy
         policy = str(ctx.final_dir) if getattr(module, "PRODUCES_POLICY", True) else progress.current
-        domains = progress.trained | ({cfg.domain} - {None})
+        domains = progress.trained | ({cfg.domain} if cfg.domain else set())
         evaluation = self._evaluate_stage(entry, policy, domains, progress.finished)
         verdict = self._gate(entry, progress, evaluation)
         wall_s = round(time.monotonic() - t0, 2)

@@ -116,7 +116,9 @@ class Ledger:
 
     # -- evaluations ---------------------------------------------------------------------------------
 
-    def record_baseline(self, eval_file: str, benchmarks: list[str], scores: Scores, wall_s: float) -> None:
+    def record_baseline(
+        self, eval_file: str, benchmarks: list[str], scores: Scores, wall_s: float | None
+    ) -> None:
         self.state.base = BaseEntry(
             status=Status.DONE, eval_file=eval_file, benchmarks=benchmarks, scores=scores, wall_s=wall_s
         )

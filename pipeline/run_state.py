@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from pipeline.gates import GateResult
 
@@ -40,27 +40,29 @@ class Status(StrEnum):
 FINISHED = (Status.DONE, Status.REGRESSED)  # a stage whose checkpoint exists and need not be trained again
 
 
+@dataclass
 class _Json:
     """JSON in and out for the dataclasses below: per-field readers, unknown keys kept in ``extra``."""
 
+    extra: dict[str, Any] = field(default_factory=dict, kw_only=True)  # keys this version does not know
     _NULLABLE: ClassVar[tuple[str, ...]] = ()  # written even when None
     _READERS: ClassVar[dict[str, Callable[[Any], Any]]] = {}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Any:
-        names = {f.name for f in fields(cls)} - {"extra"}  # type: ignore[arg-type]
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        names = {f.name for f in fields(cls)} - {"extra"}
         known = {k: cls._READERS.get(k, _same)(v) for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names}
         return cls(**known, extra=extra)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for f in fields(self):  # type: ignore[arg-type]
+        for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "extra" or (value is None and f.name not in self._NULLABLE):
                 continue
             out[f.name] = _plain(value)
-        out.update(self.extra)  # type: ignore[attr-defined]
+        out.update(self.extra)
         return out
 
 
@@ -89,7 +91,6 @@ class BenchmarkScore(_Json):
     n: int | None = None
     domain: str | None = None
     metric: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     _NULLABLE = ("score", "stderr", "n", "domain", "metric")
 
@@ -103,7 +104,8 @@ class BenchmarkScore(_Json):
     @classmethod
     def of_record(cls, record: Mapping[str, Any]) -> BenchmarkScore:
         """The summary of one benchmark record of an eval file."""
-        return cls(**{k: record.get(k) for k in ("score", "stderr", "n", "domain", "metric")})
+        values: dict[str, Any] = {k: record.get(k) for k in ("score", "stderr", "n", "domain", "metric")}
+        return cls(**values)
 
 
 Scores = dict[str, BenchmarkScore]
@@ -133,7 +135,6 @@ class Session(_Json):
     wall_s: float | None = None
     ended: str | None = None
     exit: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,14 +146,16 @@ class BaseEntry(_Json):
     benchmarks: list[str] = field(default_factory=list)  # the benchmarks it was evaluated on
     scores: Scores = field(default_factory=dict)
     wall_s: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     _READERS = {"scores": read_scores}
 
 
 @dataclass
 class StageEntry(_Json):
-    """One stage of the run: what it trained from, its checkpoint, summary, scores and gate verdict."""
+    """One stage of the run: what it trained from, its checkpoint, summary, scores and gate verdict.
+
+    What a stage kind records about itself while it runs (GRPO: its ``phases``) lands in ``extra``.
+    """
 
     name: str
     index: int
@@ -178,7 +181,6 @@ class StageEntry(_Json):
     traceback: str | None = None
     previous_run: dict[str, Any] | None = None  # a finished run of the stage that rerun_from made stale
     resumable: bool | None = None  # set by the plan, taken by the start of the next attempt
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. GRPO's phases, recorded by the stage
 
     _NULLABLE = ("domain", "checkpoint", "gate")
     _READERS = {"scores": read_scores}
@@ -224,7 +226,6 @@ class RunState(_Json):
     sessions: list[Session] = field(default_factory=list)
     base: BaseEntry = field(default_factory=BaseEntry)
     stages: list[StageEntry] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     _READERS = {
         "sessions": lambda v: [Session.from_json(s) for s in v or []],

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pipeline.gates.compare import Comparison, compare_records, finite, record_score
 
@@ -318,7 +318,7 @@ def check_stage(
         stage=stage,
         stage_domain=stage_domain,
         verdict="regressed" if regressed else "pass",
-        action=policy if regressed else "continue",
+        action=cast(Action, policy) if regressed else "continue",  # policy: one of POLICIES, checked above
         policy=policy,
         tolerance=float(tolerance),
         alpha=float(alpha),

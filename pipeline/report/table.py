@@ -251,7 +251,7 @@ def _changes(
         row["delta"][name] = score - reference["scores"][name]
         check = gate.benchmarks.get(name) if gate is not None else None
         p_value, level = None, alpha
-        if check is not None and check.p_value is not None:
+        if gate is not None and check is not None and check.p_value is not None:
             p_value, level = check.p_value, gate.alpha
         else:
             before = evals.benchmarks(reference.get("eval_file")).get(name)
