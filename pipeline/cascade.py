@@ -247,11 +247,10 @@ class Cascade:
         evaluation = self._evaluate_stage(entry, policy, domains, progress.finished)
         verdict = self._gate(entry, progress, evaluation)
         wall_s = round(time.monotonic() - t0, 2)
-        if verdict is not None and verdict.action == "stop":
-            ledger.stop_stage(name, wall_s)
-            self._announce(logging.ERROR, "cascade stopped by the regression gate: %s", verdict.message)
-            return EXIT_REGRESSED
-        if verdict is not None and verdict.action == "rollback":
+        if verdict is None or verdict.keeps_weights:  # passed, or regressed under gate.policy=warn
+            ledger.accept_stage(name, next_init=self.run_dir.ref(policy), wall_s=wall_s)
+            progress.keep(policy, cfg.domain, evaluation)
+        elif verdict.action == "rollback":
             ledger.discard_stage(name, next_init=self.run_dir.ref(progress.current), wall_s=wall_s)
             self._announce(
                 logging.WARNING,
@@ -259,9 +258,10 @@ class Cascade:
                 name,
                 progress.current,
             )
-        else:
-            ledger.accept_stage(name, next_init=self.run_dir.ref(policy), wall_s=wall_s)
-            progress.keep(policy, cfg.domain, evaluation)
+        else:  # stop
+            ledger.stop_stage(name, wall_s)
+            self._announce(logging.ERROR, "cascade stopped by the regression gate: %s", verdict.message)
+            return EXIT_REGRESSED
         self._refresh_report()
         return None
 
