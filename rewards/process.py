@@ -11,8 +11,8 @@ once for every part of Cascade (training threads, the math pool, the code sandbo
   them: a forked child must build its own instead of writing to its parent's pipes (or killing its
   parent's workers at exit), and a lock some other thread held at the fork would never be released in
   the child. :class:`PerProcess` holds such objects, forgets them in a forked child and closes them at
-  interpreter exit. Python has no such helper (``multiprocessing.util`` keeps a private one for its own
-  objects), hence this one.
+  interpreter exit. Python has no such helper (``multiprocessing.util`` keeps an undocumented one for
+  its own objects), hence this one.
 """
 
 from __future__ import annotations
