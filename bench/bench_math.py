@@ -15,8 +15,8 @@ import random
 import time
 
 from rewards import stats
-from rewards.math import math_reward
-from rewards.pool import default_workers
+from rewards.math import MAX_WORKERS, math_reward
+from rewards.process import REWARD_WORKERS, cpu_share
 
 
 def _pairs(n: int, rng: random.Random) -> list[tuple[str, str, bool]]:
@@ -91,7 +91,9 @@ def main() -> None:
     rng = random.Random(args.seed)
     cold, warm = _pairs(args.n, rng), _pairs(args.n, rng)
 
-    print(f"math reward benchmark: {args.n} pairs per batch, {default_workers()} workers")
+    print(
+        f"math reward benchmark: {args.n} pairs per batch, {cpu_share(REWARD_WORKERS, cap=MAX_WORKERS)} workers"
+    )
     for label, pairs in (("cold batch (pool start-up included)", cold), ("warm batch (fresh pairs)", warm)):
         seconds, counted, wrong = _batch(pairs, args.timeout)
         print(

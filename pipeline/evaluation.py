@@ -13,16 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import write_json
 from pipeline.config import BenchmarkConfig, Recipe
 from pipeline.data.sources import is_prompt, load_rows
 from pipeline.distributed import process_state
-from pipeline.ledger import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +86,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def _reward_fn(bench: BenchmarkConfig, judges: dict[str, str]) -> Any:
+    from pipeline.models import is_model_ref
     from rewards import build_reward
 
     args = dict(bench.scorer.args)
@@ -94,7 +94,7 @@ def _reward_fn(bench: BenchmarkConfig, judges: dict[str, str]) -> Any:
         judge = bench.scorer.judge or args.get("model_path")
         if judge in judges:
             args["model_path"] = judges[judge]
-        elif judge and (Path(judge).exists() or re.fullmatch(r"[\w.-]+/[\w.-]+", judge)):
+        elif judge and is_model_ref(judge):
             args["model_path"] = judge
         else:  # a reward-model stage that has not run yet
             return None
@@ -223,37 +223,34 @@ def run_benchmark(
 
 
 def resolve_checkpoint(recipe: Recipe, ref: str) -> str:
-    """A checkpoint argument: a stage name of the recipe's run directory (``final``), or a path / hub id."""
-    from pipeline.models import checkpoint_exists
+    """A checkpoint argument: a stage of the recipe's run (its final checkpoint, as the ledger records
+    it), ``base`` (the run's builtin starting model), or a path / hub id."""
+    from pipeline.models import checkpoint_exists, is_model_ref
+    from pipeline.rundir import BASE, RunDir
     from pipeline.schema import ConfigError
 
     if not ref:
         raise ConfigError("argument 'checkpoint' is required (a path, a hub id, or a stage name of the run)")
     if ref in recipe.stages:
-        index = list(recipe.stages).index(ref) + 1
-        path = recipe.run_dir / "stages" / f"{index:02d}-{ref}" / "final"
-        if not checkpoint_exists(path):
-            raise ConfigError(f"stage '{ref}' of run '{recipe.run.name}' has no final checkpoint at {path}")
-        return str(path)
-    if ref == "base" and checkpoint_exists(recipe.run_dir / "base"):
-        return str(recipe.run_dir / "base")
-    if Path(ref).exists():
+        path = stage_judges(recipe).get(ref)
+        if path is None:
+            raise ConfigError(
+                f"stage '{ref}' of run '{recipe.run.name}' has no final checkpoint in {recipe.run_dir}"
+            )
+        return path
+    base = RunDir(recipe.run_dir).base_model
+    if ref == BASE and checkpoint_exists(base):
+        return str(base)
+    if is_model_ref(ref):
         return ref
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", ref):
-        return ref  # a hub id
     raise ConfigError(f"argument 'checkpoint' names '{ref}', which is no stage, existing path or hub id")
 
 
 def stage_judges(recipe: Recipe) -> dict[str, str]:
-    """Final checkpoints of the run's finished stages, by stage name (reward-model judges)."""
-    from pipeline.models import checkpoint_exists
+    """Final checkpoints of the recipe's stages that its run's ledger records, by stage name (judges)."""
+    from pipeline.ledger import stage_checkpoints
 
-    out = {}
-    for index, name in enumerate(recipe.stages, start=1):
-        path = recipe.run_dir / "stages" / f"{index:02d}-{name}" / "final"
-        if checkpoint_exists(path):
-            out[name] = str(path)
-    return out
+    return {name: path for name, path in stage_checkpoints(recipe.run_dir).items() if name in recipe.stages}
 
 
 def evaluate_checkpoint(
@@ -293,6 +290,6 @@ def evaluate_checkpoint(
         "skipped": {n: b["skipped"] for n, b in benchmarks.items() if "skipped" in b},
     }
     if out_file is not None and state.is_main_process:
-        atomic_write_json(Path(out_file), record)
+        write_json(out_file, record)
     state.wait_for_everyone()
     return record

@@ -1,201 +1,191 @@
-"""The run's durable state: ``runs/<name>/ledger.json``, written atomically, and the resume decisions.
+"""The run's durable state, ``runs/<name>/ledger.json``: its verbs, and the resume decisions.
 
-Only the main process writes; every process reads the same file and calls the same pure functions
-(:func:`plan`), so all processes take the same decision. A write is temp file → fsync → rename →
-fsync of the directory, so a ``kill -9`` at any moment leaves either the old or the new ledger.
+The ledger is changed only through its verbs (start a stage, finish its training, record an evaluation,
+record a verdict, accept, roll back or stop it, fail it), each of which writes the file at once: a
+kill at any moment leaves the ledger telling what was done up to then. Only the main process writes
+(:mod:`pipeline.atomic`: the old file or the new one, never a torn one); every process reads the same
+file and calls the same pure function (:func:`plan`), so all processes take the same decision.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
-import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.schema import ConfigError
-
-log = logging.getLogger(__name__)
-
-LEDGER_VERSION = 1
-PENDING, RUNNING, DONE, FAILED, REGRESSED, STALE = (
-    "pending",
-    "running",
-    "done",
-    "failed",
-    "regressed",
-    "stale",
+from pipeline.atomic import write_json
+from pipeline.gates import GateResult
+from pipeline.run_state import (
+    FINISHED,
+    BaseEntry,
+    RunState,
+    Scores,
+    Session,
+    StageEntry,
+    Status,
 )
-FINISHED = (DONE, REGRESSED)  # a stage whose checkpoint exists and need not be trained again
+from pipeline.rundir import RunDir
+from pipeline.schema import ConfigError
 
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def read_state(run_dir: Path) -> RunState | None:
+    """The state a run directory holds, None for a new run; a ledger that is not JSON is a ConfigError."""
+    path = RunDir(Path(run_dir)).ledger
+    if not path.exists():
+        return None
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        return RunState.from_json(json.loads(path.read_text()))
+    except json.JSONDecodeError as exc:  # never written torn by us; a hand edit may break it
+        raise ConfigError(f"ledger '{path}' is not valid JSON ({exc}); fix or remove it") from None
+
+
+def stage_checkpoints(run_dir: Path) -> dict[str, str]:
+    """The final checkpoints a run's ledger records and the disk holds, by stage name (absolute paths)."""
+    from pipeline.models import checkpoint_exists
+
+    layout, state = RunDir(Path(run_dir)), read_state(run_dir)
+    found = {}
+    for entry in state.stages if state is not None else []:
+        if entry.checkpoint and checkpoint_exists(layout.root / entry.checkpoint):
+            found[entry.name] = str(layout.root / entry.checkpoint)
+    return found
+
+
+def new_state(run_name: str, recipe: str) -> RunState:
+    return RunState(run_name=run_name, recipe=recipe, created=now(), updated=now(), wall_s=0.0)
 
 
 class Ledger:
-    """A thin handle on ledger.json: load, mutate the dict, ``save()`` (main process only).
+    """The run's state and the verbs that change it; every verb writes ``ledger.json`` (main process only).
 
-    Each launch is a session. Its ``wall_s`` is brought up to date by every save, so a session that was
+    Each launch is a session. Its ``wall_s`` is brought up to date by every write, so a session that was
     killed still counts (up to its last write) in the run's ``wall_s``, the sum over sessions.
     """
 
-    def __init__(self, run_dir: Path, data: dict[str, Any], writer: bool):
-        self.run_dir, self.data, self.writer = Path(run_dir), data, writer
-        self._session: dict[str, Any] | None = None
+    def __init__(self, run_dir: RunDir, state: RunState, writer: bool):
+        self.run_dir, self.state, self.writer = run_dir, state, writer
+        self._session: Session | None = None
         self._session_t0 = 0.0
-
-    def open_session(self, processes: int, t0: float | None = None) -> None:
-        """Start this launch's session (``t0``: its ``time.monotonic()`` start, default now)."""
-        self._session = {"started": now(), "processes": processes, "wall_s": 0.0}
-        self._session_t0 = time.monotonic() if t0 is None else t0
-        self.data["sessions"].append(self._session)
-
-    def close_session(self, exit_code: int) -> None:
-        if self._session is not None:
-            self._session.update(ended=now(), exit=exit_code)
-        self.save()
-
-    @property
-    def path(self) -> Path:
-        return self.run_dir / "ledger.json"
-
-    @classmethod
-    def read(cls, run_dir: Path) -> dict[str, Any] | None:
-        path = Path(run_dir) / "ledger.json"
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as exc:  # never written torn by us; a hand edit may break it
-            raise ConfigError(f"ledger '{path}' is not valid JSON ({exc}); fix or remove it") from None
-
-    @classmethod
-    def new(cls, run_dir: Path, run_name: str, recipe: str, stages: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "version": LEDGER_VERSION,
-            "run_name": run_name,
-            "recipe": recipe,
-            "created": now(),
-            "updated": now(),
-            "status": RUNNING,
-            "wall_s": 0.0,
-            "sessions": [],
-            "base": {"status": PENDING},
-            "stages": stages,
-        }
 
     def save(self) -> None:
         if not self.writer:
             return
-        self.data["updated"] = now()
+        self.state.updated = now()
         if self._session is not None:
-            self._session["wall_s"] = round(time.monotonic() - self._session_t0, 2)
-            self.data["wall_s"] = round(sum(s.get("wall_s", 0.0) for s in self.data["sessions"]), 2)
-        atomic_write_json(self.path, self.data)
+            self._session.wall_s = round(time.monotonic() - self._session_t0, 2)
+            self.state.wall_s = round(sum(s.wall_s or 0.0 for s in self.state.sessions), 2)
+        write_json(self.run_dir.ledger, self.state.to_json())
 
-    def stage(self, name: str) -> dict[str, Any]:
-        for entry in self.data["stages"]:
-            if entry["name"] == name:
-                return entry
-        raise KeyError(name)
+    def stage(self, name: str) -> StageEntry:
+        return self.state.stage(name)
 
-    def update_stage(self, name: str, **fields: Any) -> None:
-        self.stage(name).update(fields)
+    # -- the run -------------------------------------------------------------------------------------
+
+    def open_session(self, processes: int, t0: float | None = None) -> None:
+        """Start this launch's session (``t0``: its ``time.monotonic()`` start, default now); the run runs."""
+        self._session = Session(started=now(), processes=processes, wall_s=0.0)
+        self._session_t0 = time.monotonic() if t0 is None else t0
+        self.state.sessions.append(self._session)
+        self.state.status = Status.RUNNING
         self.save()
 
+    def close_session(self, exit_code: int) -> None:
+        """End this launch's session; a run that ended well is done."""
+        if exit_code == 0:
+            self.state.status = Status.DONE
+        if self._session is not None:
+            self._session.ended, self._session.exit = now(), exit_code
+        self.save()
 
-class RunLock:
-    """One launch per run directory: the main process holds an ``flock`` on ``<run>/.lock`` while it runs.
+    def run_failed(self) -> None:
+        self.state.status = Status.FAILED
+        self.save()
 
-    The kernel drops the lock when its holder exits, however it exits (``kill -9`` included), so a lock
-    file left behind never blocks a resume. On a filesystem without locks the check is skipped, with a
-    warning.
-    """
+    def run_stopped(self) -> None:
+        """The regression gate stopped the cascade."""
+        self.state.status = Status.REGRESSED
+        self.save()
 
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / ".lock"
-        self._file: Any = None
+    # -- evaluations ---------------------------------------------------------------------------------
 
-    def acquire(self) -> str | None:
-        """Take the lock: None when this process holds it now, otherwise who holds it."""
-        import fcntl
-        import socket
+    def record_baseline(
+        self, eval_file: str, benchmarks: list[str], scores: Scores, wall_s: float | None
+    ) -> None:
+        self.state.base = BaseEntry(
+            status=Status.DONE, eval_file=eval_file, benchmarks=benchmarks, scores=scores, wall_s=wall_s
+        )
+        self.save()
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the run
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another launch"
-            handle.close()
-            return holder
-        except OSError as exc:
-            log.warning(
-                "cannot lock %s (%s): a second launch on this run would not be detected", self.path, exc
-            )
-            handle.close()
-            return None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        self._file = handle
-        return None
+    def record_evaluation(self, name: str, eval_file: str, scores: Scores, wall_s: float | None) -> None:
+        entry = self.stage(name)
+        entry.eval_file, entry.scores, entry.eval_wall_s = eval_file, scores, wall_s
+        self.save()
 
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing the descriptor drops the lock
-            self._file = None
+    def record_verdict(self, name: str, verdict: GateResult) -> None:
+        self.stage(name).gate = verdict
+        self.save()
 
+    # -- a stage's life ------------------------------------------------------------------------------
 
-def stage_entry(name: str, index: int, kind: str, domain: str | None, config_hash: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "index": index,
-        "kind": kind,
-        "domain": domain,
-        "status": PENDING,
-        "config_hash": config_hash,
-        "checkpoint": None,
-        "summary": {},
-        "scores": {},
-        "gate": None,
-        "discarded": False,
-    }
+    def start_stage(self, name: str, init_from: str) -> bool:
+        """A new attempt at stage ``name``; returns whether it may resume an earlier attempt's checkpoints."""
+        entry = self.stage(name)
+        resume, entry.resumable = bool(entry.resumable), None
+        entry.status, entry.started, entry.ended = Status.RUNNING, now(), None
+        entry.init_from, entry.attempts = init_from, (entry.attempts or 0) + 1
+        self.save()
+        return resume
 
+    def record(self, name: str, fields: Mapping[str, Any]) -> None:
+        """Fields a running stage reports about itself (e.g. GRPO's phases)."""
+        self.stage(name).record(fields)
+        self.save()
 
-def stage_dirname(index: int, name: str) -> str:
-    return f"{index:02d}-{name}"
+    def fail_stage(self, name: str, error: str, traceback: str) -> None:
+        entry = self.stage(name)
+        entry.status, entry.ended, entry.error, entry.traceback = Status.FAILED, now(), error, traceback
+        self.save()
+
+    def finish_training(self, name: str, summary: dict[str, Any], checkpoint: str, wall_s: float) -> None:
+        entry = self.stage(name)
+        entry.summary, entry.checkpoint, entry.train_wall_s = summary, checkpoint, wall_s
+        self.save()
+
+    def accept_stage(self, name: str, next_init: str, wall_s: float) -> None:
+        """The stage is done and the next one starts from ``next_init`` (its own policy, or the one it kept)."""
+        self._end(name, Status.DONE, next_init, wall_s)
+
+    def discard_stage(self, name: str, next_init: str, wall_s: float) -> None:
+        """Rolled back by the gate: done, its weights discarded, the next stage starts from ``next_init``."""
+        self.stage(name).discarded = True
+        self._end(name, Status.DONE, next_init, wall_s)
+
+    def stop_stage(self, name: str, wall_s: float) -> None:
+        """Stopped by the gate: its checkpoint is kept for inspection (and for ``gate.policy=warn`` later)."""
+        entry = self.stage(name)
+        self.state.status = Status.REGRESSED
+        self._end(name, Status.REGRESSED, entry.checkpoint, wall_s)
+
+    def settle_regression(self, name: str, discard: bool, next_init: str | None) -> None:
+        """A stage the gate stopped in an earlier launch, judged now by warn (kept) or rollback (discarded)."""
+        entry = self.stage(name)
+        entry.status, entry.discarded = Status.DONE, discard
+        if next_init is not None:
+            entry.next_init = next_init
+        self.save()
+
+    def _end(self, name: str, status: Status, next_init: str | None, wall_s: float) -> None:
+        entry = self.stage(name)
+        entry.status, entry.ended, entry.next_init, entry.wall_s = status, now(), next_init, wall_s
+        self.save()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,60 +196,66 @@ def stage_dirname(index: int, name: str) -> str:
 class Plan:
     """What to do with each stage of the recipe on this invocation."""
 
-    stages: list[dict[str, Any]]  # the ledger's stage entries, reconciled with the recipe
+    stages: list[StageEntry]  # the ledger's stage entries, reconciled with the recipe
     todo: list[str]  # stage names to (re)train, in order
     reused: list[str]  # finished stages kept as they are
     stale: list[str]  # finished stages invalidated by rerun_from
 
 
 def plan(
-    previous: dict[str, Any] | None,
+    previous: RunState | None,
     recipe_source: str,
     stages: list[tuple[str, str, str | None]],  # (name, kind, domain) in recipe order
     hashes: dict[str, str],
     rerun_from: str | None,
-    checkpoint_ok: Any,  # callable(stage_entry) -> bool
+    checkpoint_ok: Callable[[StageEntry], bool],
 ) -> Plan:
     """Reconcile the ledger with the recipe; raise ConfigError on a mismatch the user must resolve."""
-    old = {e["name"]: e for e in (previous or {}).get("stages", [])}
+    old = {e.name: e for e in (previous.stages if previous is not None else [])}
     if previous is not None:
-        if previous.get("recipe") != recipe_source:
+        if previous.recipe != recipe_source:
             raise ConfigError(
-                f"the run directory holds a run of recipe '{previous.get('recipe')}', not '{recipe_source}'; "
+                f"the run directory holds a run of recipe '{previous.recipe}', not '{recipe_source}'; "
                 "choose another run.name"
             )
-        removed = [n for n in old if n not in {s[0] for s in stages} and old[n]["status"] in FINISHED]
+        removed = [n for n, e in old.items() if n not in {s[0] for s in stages} and e.status in FINISHED]
         if removed:
             raise ConfigError(
                 f"the run directory holds finished stage '{removed[0]}', which the recipe no longer has; "
                 "choose another run.name"
             )
     rerun_index = next((i for i, s in enumerate(stages) if s[0] == rerun_from), None)
-    entries, todo, reused, stale = [], [], [], []
+    entries: list[StageEntry] = []
+    todo: list[str] = []
+    reused: list[str] = []
+    stale: list[str] = []
     for i, (name, kind, domain) in enumerate(stages, start=1):
         prior = old.get(name)
-        entry = stage_entry(name, i, kind, domain, hashes[name])
-        finished = prior is not None and prior["status"] in FINISHED
-        if finished and rerun_index is not None and i - 1 >= rerun_index:
+        entry = StageEntry(name=name, index=i, kind=kind, domain=domain, config_hash=hashes[name])
+        finished = prior is not None and prior.status in FINISHED
+        if prior is not None and finished and rerun_index is not None and i - 1 >= rerun_index:
             stale.append(name)
-            entry["previous_run"] = {
-                k: prior.get(k) for k in ("config_hash", "ended", "scores", "checkpoint")
+            entry.previous_run = {
+                "config_hash": prior.config_hash,
+                "ended": prior.ended,
+                "scores": {k: v.to_json() for k, v in prior.scores.items()},
+                "checkpoint": prior.checkpoint,
             }
             todo.append(name)
-        elif finished:
-            if prior["config_hash"] != hashes[name]:
+        elif prior is not None and finished:
+            if prior.config_hash != hashes[name]:
                 raise ConfigError(
-                    f"stage '{name}' finished with a different config (hash {prior['config_hash']}, recipe now "
+                    f"stage '{name}' finished with a different config (hash {prior.config_hash}, recipe now "
                     f"gives {hashes[name]}); re-run it with run.rerun_from={name} or use another run.name"
                 )
-            if prior.get("index") != i:
+            if prior.index != i:
                 raise ConfigError(
-                    f"stage '{name}' was stage {prior.get('index')} of this run and is now stage {i}; "
+                    f"stage '{name}' was stage {prior.index} of this run and is now stage {i}; "
                     "re-run with run.rerun_from or use another run.name"
                 )
             if not checkpoint_ok(prior):
                 raise ConfigError(
-                    f"stage '{name}' is marked {prior['status']} but its checkpoint '{prior.get('checkpoint')}' "
+                    f"stage '{name}' is marked {prior.status} but its checkpoint '{prior.checkpoint}' "
                     f"is missing or incomplete; re-run it with run.rerun_from={name}"
                 )
             entry = prior
@@ -268,17 +264,17 @@ def plan(
             if prior is not None:
                 # interrupted or failed: keep its history, train it (again), resuming from its checkpoints
                 # only if its config is unchanged.
-                entry["attempts"] = prior.get("attempts", 0)
-                entry["resumable"] = prior.get("config_hash") == hashes[name]
+                entry.attempts = prior.attempts or 0
+                entry.resumable = prior.config_hash == hashes[name]
             todo.append(name)
         entries.append(entry)
     # A stage after a re-trained one must be re-trained too: its starting checkpoint changes.
     if todo:
-        first = next(i for i, e in enumerate(entries) if e["name"] == todo[0])
+        first = next(i for i, e in enumerate(entries) if e.name == todo[0])
         for e in entries[first + 1 :]:
-            if e["name"] in reused:
+            if e.name in reused:
                 raise ConfigError(
-                    f"stage '{e['name']}' is finished but an earlier stage '{todo[0]}' must be trained again; "
+                    f"stage '{e.name}' is finished but an earlier stage '{todo[0]}' must be trained again; "
                     f"re-run with run.rerun_from={todo[0]} or use another run.name"
                 )
     return Plan(entries, todo, reused, stale)

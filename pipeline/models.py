@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import shutil
+import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.config import BuiltinModelConfig, LoraConfig
+from pipeline.atomic import atomic_dir
+
+if TYPE_CHECKING:  # pipeline.config may import this module (hub ids), so its classes are for typing only
+    from pipeline.config import BuiltinModelConfig, LoraConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,19 @@ CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
 )
+
+
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def is_hub_id(ref: str) -> bool:
+    """Whether ``ref`` has the shape of a hub repository id (``owner/name``); nothing is looked up."""
+    return HUB_ID.fullmatch(ref) is not None
+
+
+def is_model_ref(ref: str) -> bool:
+    """Whether ``ref`` names a model outside the run: an existing path or a hub id."""
+    return Path(ref).exists() or is_hub_id(ref)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,11 +153,9 @@ def build_builtin_model(name: str, cfg: BuiltinModelConfig, out_dir: Path, seed:
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
     )
     n_params = sum(p.numel() for p in model.parameters())
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    os.replace(tmp, out_dir) if not out_dir.exists() else shutil.rmtree(tmp)
+    with atomic_dir(out_dir) as staged:
+        model.save_pretrained(staged)
+        tokenizer.save_pretrained(staged)
     log.info("built %s: %.2fM parameters, vocabulary %d → %s", name, n_params / 1e6, len(tokenizer), out_dir)
     return out_dir
 
@@ -242,17 +255,12 @@ def peft_config(lora: LoraConfig, task_type: str = "CAUSAL_LM") -> Any:
 
 def save_final(model: Any, tokenizer: Any, final_dir: Path) -> Path:
     """Save a stage's final checkpoint atomically, merging LoRA adapters so later stages load a plain model."""
-    final_dir = Path(final_dir)
-    tmp = final_dir.with_name(final_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     if hasattr(model, "merge_and_unload") and hasattr(model, "peft_config"):
         model = model.merge_and_unload()
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if final_dir.exists():
-        shutil.rmtree(final_dir)
-    os.replace(tmp, final_dir)
-    return final_dir
+    with atomic_dir(final_dir) as staged:
+        model.save_pretrained(staged, safe_serialization=True)
+        tokenizer.save_pretrained(staged)
+    return Path(final_dir)
 
 
 def checkpoint_exists(path: str | Path) -> bool:

@@ -23,7 +23,6 @@ interpreter exit.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
@@ -37,6 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal
+
+from rewards.process import PerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -325,60 +326,21 @@ class WorkerPool:
 
 # -- one pool per name and per process -------------------------------------------------------------
 
-_POOLS: dict[str, WorkerPool] = {}
-_POOLS_LOCK = threading.Lock()
+_POOLS: PerProcess[WorkerPool] = PerProcess("worker pool", close=WorkerPool.shutdown)
 
 
 def shared_pool(name: str, **config: Any) -> WorkerPool:
     """The process-wide pool called ``name``, created on first use with ``WorkerPool(**config)``.
 
     Later calls return the same pool whatever ``config`` they pass, so a module defines its pool's
-    configuration in one place.
+    configuration in one place. A forked child gets a pool of its own; pools stop at interpreter exit.
     """
-    pool = _POOLS.get(name)
-    if pool is not None and pool.pid == os.getpid():
-        return pool
-    with _POOLS_LOCK:
-        pool = _POOLS.get(name)
-        if pool is None or pool.pid != os.getpid():
-            pool = _POOLS[name] = WorkerPool(name=name, **config)
-        return pool
+    return _POOLS.get(name, lambda: WorkerPool(name=name, **config))
 
 
 def shutdown_pools() -> None:
-    """Stop every shared pool of this process (registered to run at interpreter exit)."""
-    with _POOLS_LOCK:
-        pools = list(_POOLS.values())
-        _POOLS.clear()
-    for pool in pools:
-        pool.shutdown()
-
-
-def _forget_parent_pools() -> None:
-    # A forked child must not use (or kill) its parent's workers; it starts its own on demand.
-    global _POOLS_LOCK
-    _POOLS_LOCK = threading.Lock()
-    _POOLS.clear()
-
-
-atexit.register(shutdown_pools)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent_pools)
-
-
-def default_workers(env_var: str = "CASCADE_REWARD_WORKERS", cap: int = 4) -> int:
-    """Worker count: ``$CASCADE_REWARD_WORKERS`` if set, else the CPUs this process may use, at most ``cap``."""
-    value = os.environ.get(env_var)
-    if value:
-        try:
-            return max(1, int(value))
-        except ValueError:
-            logger.warning("ignoring %s=%r: not an integer", env_var, value)
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(1, min(cap, cpus))
+    """Stop every shared pool of this process (also done at interpreter exit)."""
+    _POOLS.close_all()
 
 
 # -- the worker side -------------------------------------------------------------------------------

@@ -354,8 +354,23 @@ def test_gate_result_round_trips_through_json() -> None:
         benchmark_domains=DOMAINS,
     )
     data = json.loads(json.dumps(result.to_dict()))
+    assert data["message"] == result.summary()  # the ledger keeps the sentence the run logged
     assert GateResult.from_dict(data) == result
     assert GateResult.from_dict({**data, "added_later": 1}) == result  # forward compatible
+
+
+@pytest.mark.parametrize(
+    ("action", "keeps"),
+    [
+        ("continue", True),  # passed: the next stage starts from this one
+        ("warn", True),  # regressed under policy warn: recorded, the weights are kept
+        ("rollback", False),  # the weights are discarded, the next stage starts from the last kept ones
+        ("stop", False),  # the cascade ends here
+    ],
+)
+def test_which_actions_keep_the_stage_weights(action: str, keeps: bool) -> None:
+    result = GateResult("s", None, "pass", action, "warn", 0.02, 0.05, [], None)  # type: ignore[arg-type]
+    assert result.keeps_weights is keeps
 
 
 def test_permutation_for_multi_sample_and_mean_reward_benchmarks() -> None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from rewards.pool import Outcome, WorkerPool, default_workers, shared_pool
+from rewards.pool import Outcome, WorkerPool, shared_pool
 
 
 @pytest.fixture(scope="module")
@@ -136,17 +136,3 @@ def test_shared_pool_is_per_name_and_per_process():
     assert os.read(read, 1) == b"1"
     os.waitpid(pid, 0)
     assert first.map(operator.add, [(1, 1)], timeout_s=60)[0].value == 2  # the parent's still works
-
-
-@pytest.mark.parametrize(
-    ("env", "expected"),
-    [
-        ("3", 3),  # explicit worker count
-        ("0", 1),  # at least one worker
-        ("many", None),  # not a number: falls back to the CPU-based default
-    ],
-)
-def test_default_workers(monkeypatch, env, expected):
-    monkeypatch.setenv("CASCADE_REWARD_WORKERS", env)
-    result = default_workers()
-    assert result == expected if expected is not None else 1 <= result <= 4

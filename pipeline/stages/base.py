@@ -9,20 +9,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pipeline.config import Recipe, StageConfig
 from pipeline.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
+ConfigT = TypeVar("ConfigT", bound=StageConfig)
+
 
 @dataclass
-class StageContext:
+class StageContext(Generic[ConfigT]):
+    """What the runner hands a stage; ``StageContext[sft.Config]`` types ``config`` as the kind's own class.
+
+    The runner builds the stage directory from the ledger's index (:class:`pipeline.rundir.RunDir`); a
+    stage finds its paths here and nowhere else.
+    """
+
     recipe: Recipe
     name: str
     index: int
-    config: StageConfig
+    config: ConfigT
     init_path: str  # the checkpoint this stage starts from (local directory or hub id)
     stage_dir: Path  # runs/<name>/stages/<NN>-<stage>
     resume: bool  # whether trainer checkpoints of an earlier attempt may be resumed
@@ -225,10 +233,9 @@ def save_trained(trainer: Any, tokenizer: Any, final_dir: Path) -> None:
     """Save the trained model as a plain HF checkpoint (LoRA merged), atomically, from every process.
 
     ``trainer.save_model`` is called by all processes because under DeepSpeed ZeRO-3 the parameters
-    must be gathered collectively; only the main process writes and renames.
+    must be gathered collectively; only the main process writes the tokenizer and renames the folder.
     """
-    import os
-
+    from pipeline.atomic import clear_staging, commit_dir, staging_dir
     from pipeline.models import save_final
 
     acc = trainer.accelerator
@@ -237,14 +244,11 @@ def save_trained(trainer: Any, tokenizer: Any, final_dir: Path) -> None:
         if acc.is_main_process:
             save_final(model, tokenizer, final_dir)
     else:
-        tmp = final_dir.with_name(final_dir.name + ".tmp")
         if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
+            clear_staging(final_dir)
         acc.wait_for_everyone()
-        trainer.save_model(str(tmp))
+        trainer.save_model(str(staging_dir(final_dir)))
         if acc.is_main_process:
-            tokenizer.save_pretrained(tmp)
-            if final_dir.exists():
-                shutil.rmtree(final_dir)
-            os.replace(tmp, final_dir)
+            tokenizer.save_pretrained(staging_dir(final_dir))
+            commit_dir(staging_dir(final_dir), final_dir)
     acc.wait_for_everyone()

@@ -114,7 +114,9 @@ def to_pair(row: dict[str, Any], pair_format: str, mode: str) -> dict[str, Any] 
     }
 
 
-def load_pairs(ctx: StageContext, sources: list[DataSource], seed: int) -> tuple[list[dict[str, Any]], int]:
+def load_pairs(
+    ctx: StageContext[Config], sources: list[DataSource], seed: int
+) -> tuple[list[dict[str, Any]], int]:
     """The usable pairs of ``sources`` and the number of ties dropped.
 
     Ties are dropped here rather than as unusable rows, so that a data set with many of them does not
@@ -122,7 +124,7 @@ def load_pairs(ctx: StageContext, sources: list[DataSource], seed: int) -> tuple
     """
     from pipeline.data.sources import load_rows, row_mode
 
-    cfg: Config = ctx.config  # type: ignore[assignment]
+    cfg = ctx.config
     counter = iter(range(1 << 62))
 
     def transform(row: dict[str, Any]) -> dict[str, Any] | None:
@@ -138,9 +140,9 @@ def load_pairs(ctx: StageContext, sources: list[DataSource], seed: int) -> tuple
     return pairs, ties
 
 
-def split_pairs(ctx: StageContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+def split_pairs(ctx: StageContext[Config]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     """Training pairs, held-out pairs and ties dropped (rows are shuffled by the loader already)."""
-    cfg: Config = ctx.config  # type: ignore[assignment]
+    cfg = ctx.config
     pairs, ties = load_pairs(ctx, cfg.data, ctx.seed)
     if cfg.eval_data:
         held_out, eval_ties = load_pairs(ctx, cfg.eval_data, ctx.seed + 1)
@@ -186,13 +188,13 @@ def pairwise_accuracy(trainer: Any) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------------
 
 
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext[Config]) -> StageResult:
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
     from pipeline.models import load_tokenizer, peft_config, weights_dtype
 
-    cfg: Config = ctx.config  # type: ignore[assignment]
+    cfg = ctx.config
     train_pairs, eval_pairs, ties = split_pairs(ctx)
     tokenizer = load_tokenizer(ctx.init_path)
     args = make_config(

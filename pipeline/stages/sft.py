@@ -36,7 +36,7 @@ class Config(StageConfig):
     packing: bool = False  # pack several conversations into one sequence (BFD packing)
 
 
-def build_dataset(ctx: StageContext) -> Any:
+def build_dataset(ctx: StageContext[Config]) -> Any:
     """The stage's conversations as a ``datasets.Dataset`` with one ``messages`` column."""
     from datasets import Dataset
 
@@ -57,12 +57,12 @@ def build_dataset(ctx: StageContext) -> Any:
     return Dataset.from_list(rows)
 
 
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext[Config]) -> StageResult:
     from trl import SFTConfig, SFTTrainer
 
     from pipeline.models import load_causal_lm, load_tokenizer, peft_config
 
-    cfg: Config = ctx.config  # type: ignore[assignment]
+    cfg = ctx.config
     dataset = build_dataset(ctx)
     tokenizer = load_tokenizer(ctx.init_path)
     args = make_config(

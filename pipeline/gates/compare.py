@@ -1,0 +1,157 @@
+"""Comparing two evaluations of one benchmark: prompts paired by id, the test their data supports.
+
+The inputs are eval records as ``evals/<NN>-<stage>.json`` holds them under ``benchmarks`` (headline
+``score``/``stderr`` and per-prompt ``samples``); the output is a :class:`Comparison`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.gates.stats import mcnemar_exact, paired_bootstrap_ci, paired_permutation_test, unpaired_z_test
+
+logger = logging.getLogger(__name__)
+
+
+def finite(value: Any) -> float | None:
+    """A float when ``value`` is a finite number, else None (keeps NaN out of JSON)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _sample_score(sample: Mapping[str, Any]) -> float | None:
+    """A prompt's score: its ``score`` field, else the mean of ``correct``, else the mean of ``scores``."""
+    score = finite(sample.get("score"))
+    if score is not None:
+        return score
+    for key in ("correct", "scores"):
+        values = [finite(v) if not isinstance(v, bool) else float(v) for v in sample.get(key) or []]
+        values = [v for v in values if v is not None]
+        if values:
+            return sum(values) / len(values)
+    return None
+
+
+def prompt_scores(record: Mapping[str, Any]) -> dict[str, float]:
+    """Per-prompt scores of one benchmark's eval record, keyed by sample id (first occurrence wins)."""
+    scores: dict[str, float] = {}
+    skipped = duplicates = 0
+    for sample in record.get("samples") or []:
+        sample_id = sample.get("id")
+        score = _sample_score(sample)
+        if sample_id is None or score is None:
+            skipped += 1
+        elif str(sample_id) in scores:
+            duplicates += 1
+        else:
+            scores[str(sample_id)] = score
+    if skipped or duplicates:
+        logger.warning(
+            "eval record: ignored %d samples without id or score and %d duplicate ids", skipped, duplicates
+        )
+    return scores
+
+
+def _one_sample_per_prompt(record: Mapping[str, Any]) -> bool:
+    spp = record.get("samples_per_prompt")
+    if spp is not None:
+        return int(spp) == 1
+    return all(len(s.get("correct") or s.get("scores") or [None]) == 1 for s in record.get("samples") or [])
+
+
+def record_score(record: Mapping[str, Any]) -> float | None:
+    """The headline score of an eval record (its ``score``, else the mean of its per-prompt scores)."""
+    score = finite(record.get("score"))
+    if score is None:
+        per_prompt = prompt_scores(record)
+        if per_prompt:
+            score = sum(per_prompt.values()) / len(per_prompt)
+    return score
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The change of one benchmark between two evaluations and how significant it is."""
+
+    before: float | None
+    after: float | None
+    delta: float | None  # after - before, headline scores
+    p_value: float | None  # None: no test could run (see note)
+    test: str | None  # "mcnemar_exact" | "permutation" | "unpaired_z"
+    n_paired: int  # prompts present in both evaluations
+    ci: tuple[float, float] | None  # bootstrap interval of the paired mean difference
+    note: str = ""
+
+
+def compare_records(
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    *,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    confidence: float | None = 0.95,
+) -> Comparison:
+    """Compare two eval records of the same benchmark with the test their data supports.
+
+    Prompts are paired by ``id`` (only ids present in both count). One 0/1 sample per prompt on both
+    sides → exact McNemar; otherwise the permutation test on per-prompt scores. Without shared ids
+    (or per-sample data) the reported standard errors give an unpaired z-test; without those either,
+    the comparison records why no test ran instead of failing. ``confidence=None`` skips the
+    bootstrap interval.
+    """
+    score_before, score_after = record_score(before), record_score(after)
+    delta = None if score_before is None or score_after is None else score_after - score_before
+    per_before, per_after = prompt_scores(before), prompt_scores(after)
+    shared = [sample_id for sample_id in per_after if sample_id in per_before]
+    if shared:
+        x = np.array([per_before[i] for i in shared])
+        y = np.array([per_after[i] for i in shared])
+        note = ""
+        if len(shared) < max(len(per_before), len(per_after)):
+            note = f"paired on the {len(shared)} prompts both evaluations share"
+            logger.info("%s (of %d before, %d after)", note, len(per_before), len(per_after))
+        binary = bool(np.isin(x, (0.0, 1.0)).all() and np.isin(y, (0.0, 1.0)).all())
+        if binary and _one_sample_per_prompt(before) and _one_sample_per_prompt(after):
+            b = int(np.count_nonzero((x == 1.0) & (y == 0.0)))
+            c = int(np.count_nonzero((x == 0.0) & (y == 1.0)))
+            test, p_value = "mcnemar_exact", mcnemar_exact(b, c)
+        else:
+            test = "permutation"
+            p_value = paired_permutation_test(x, y, n_resamples=n_resamples, seed=seed)
+        ci = None
+        if confidence is not None and len(shared) >= 2:
+            ci = paired_bootstrap_ci(x, y, confidence=confidence, n_resamples=n_resamples, seed=seed)
+        if delta is None:
+            delta = float(y.mean() - x.mean())
+        return Comparison(score_before, score_after, delta, p_value, test, len(shared), ci, note)
+
+    reason = "no shared prompt ids" if per_before and per_after else "no per-prompt samples"
+    se_before, se_after = finite(before.get("stderr")), finite(after.get("stderr"))
+    if delta is not None and se_before is not None and se_after is not None:
+        p_value = unpaired_z_test(delta, se_before, se_after)
+        if p_value is not None:
+            note = f"{reason}: unpaired z-test on the reported standard errors"
+            return Comparison(score_before, score_after, delta, p_value, "unpaired_z", 0, None, note)
+    note = f"{reason} and no standard errors: not tested"
+    return Comparison(score_before, score_after, delta, None, None, 0, None, note)
+
+
+def latest_records(evals: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Merge eval files (oldest first) into benchmark → its latest record.
+
+    The ``before`` of a gate is the latest record of each benchmark on the chain of accepted
+    checkpoints: a benchmark that the previous stage did not re-run is compared with its last run.
+    Accepts whole eval files (with a ``benchmarks`` key) or bare ``benchmarks`` mappings.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for evaluation in evals:
+        merged.update(evaluation.get("benchmarks", evaluation))
+    return merged
