@@ -18,7 +18,6 @@ from types import ModuleType
 from typing import Any
 
 from pipeline.config import Recipe, StageConfig, stage_hashes
-from pipeline.describe import describe_plan
 from pipeline.distributed import process_state
 from pipeline.gates import GateResult
 from pipeline.ledger import Ledger, Plan, new_state, plan, read_state
@@ -381,4 +380,4 @@ def _brief(summary: dict[str, Any]) -> str:
     return ", ".join(f"{k}={summary[k]}" for k in keys if summary.get(k) is not None)
 
 
-__all__ = ["Cascade", "describe_plan"]
+__all__ = ["Cascade"]

@@ -90,11 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    from pipeline.cascade import Cascade, describe_plan
-
     if args.dry_run:
+        from pipeline.describe import describe_plan
+
         sys.stdout.write(describe_plan(recipe) + "\n")
         return 0
+    from pipeline.cascade import Cascade
+
     try:
         cascade = Cascade(recipe)
     except ConfigError as exc:  # e.g. a bad CASCADE_CPU_THREADS
@@ -126,18 +128,20 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             raise ConfigError(
                 f"benchmark '{unknown[0]}' is not in recipe '{args.recipe}' ({', '.join(recipe.benchmarks)})"
             )
+        from pipeline.distributed import process_state
+
+        state = process_state()  # checks the CPU-share variables: a bad one is a recipe-level mistake
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
 
-    from pipeline.distributed import process_state
     from pipeline.evaluation import evaluate_checkpoint, stage_judges
 
     out = Path(args.extra["out"]) if "out" in args.extra else None
     record = evaluate_checkpoint(
         recipe, checkpoint, names, out_file=out, stage="eval", index=0, judges=stage_judges(recipe)
     )
-    if process_state().is_main_process:
+    if state.is_main_process:
         scores = {n: {k: b[k] for k in ("score", "stderr", "n")} for n, b in record["benchmarks"].items()}
         sys.stdout.write(
             json.dumps({"checkpoint": checkpoint, "scores": scores, "skipped": record["skipped"]}) + "\n"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from pipeline.models import is_hub_id, is_model_ref
 from pipeline.schema import ConfigError, closest, from_dict, to_dict
 
 log = logging.getLogger(__name__)
@@ -458,7 +459,7 @@ def _check_cross_references(recipe: Recipe) -> None:
                     raise ConfigError(
                         f"key 'stages.{stage_name}.{ref_key}' names unknown builtin model '{ref}'"
                     )
-            elif not re.fullmatch(r"[\w.-]+/[\w.-]+", ref):
+            elif not is_hub_id(ref):
                 raise ConfigError(
                     f"key 'stages.{stage_name}.{ref_key}' names '{ref}', which is no earlier stage"
                     f"{closest(ref, names[:i])}, existing path or hub id"
@@ -470,12 +471,7 @@ def _check_cross_references(recipe: Recipe) -> None:
         )
     for bench_name, bench in recipe.benchmarks.items():
         judge = bench.scorer.judge
-        if (
-            judge
-            and judge not in names
-            and not Path(judge).exists()
-            and not re.fullmatch(r"[\w.-]+/[\w.-]+", judge)
-        ):
+        if judge and judge not in names and not is_model_ref(judge):
             raise ConfigError(
                 f"key 'benchmarks.{bench_name}.scorer.judge' names '{judge}', which is no stage{closest(judge, names)}, "
                 "existing path or hub id"

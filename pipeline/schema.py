@@ -9,20 +9,18 @@ override grammar stay with Hydra/OmegaConf (see ``pipeline.config``).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from typing import Any, Literal, Union
+
+from rewards.hints import did_you_mean
 
 
 class ConfigError(ValueError):
     """A recipe problem the user can fix; its message is one sentence naming the key."""
 
 
-def closest(name: str, options: typing.Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the option closest to ``name``, or an empty string."""
-    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
+closest = did_you_mean  # the recipe's errors give the same hint as the rewards' (rewards.hints)
 
 
 def _type_name(tp: Any) -> str:

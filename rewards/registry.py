@@ -124,10 +124,9 @@ def _spec(name: str) -> RewardSpec:
         return _SPECS[name]
     if ":" in name:
         return RewardSpec(name, name)
-    import difflib
+    from rewards.hints import did_you_mean
 
-    close = difflib.get_close_matches(name, list(_SPECS), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    hint = did_you_mean(name, _SPECS)
     raise UnknownReward(f"unknown reward '{name}'{hint}; known rewards: {', '.join(sorted(_SPECS))}")
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pipeline.config import BuiltinModelConfig, recipe_from_dict
+from pipeline.rundir import RunDir
 from pipeline.schema import ConfigError
 from pipeline.stages.base import StageContext
 from pipeline.tracking import Tracker
@@ -136,7 +137,7 @@ def make_ctx(
         index=index,
         config=recipe.stages[name],
         init_path=str(base),
-        stage_dir=recipe.run_dir / "stages" / f"{index:02d}-{name}",
+        stage_dir=RunDir(recipe.run_dir).stage_dir(index, name),
         resume=resume,
         tracker=Tracker(recipe, recipe.run_dir, is_main=False),
         stage_checkpoints=dict(checkpoints or {}),

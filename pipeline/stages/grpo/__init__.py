@@ -40,13 +40,13 @@ __all__ = ["Config", "run"]
 log = logging.getLogger(__name__)
 
 
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext[Config]) -> StageResult:
     """Train the stage's phases in order (skipping finished ones) and return the merged summary."""
     from accelerate import PartialState
 
     from pipeline.stages.grpo.filters import EpochFilterState
 
-    cfg: Config = ctx.config  # type: ignore[assignment]
+    cfg = ctx.config
     phases = resolve_phases(ctx)
     state = PartialState()
     if not ctx.resume and state.is_main_process:

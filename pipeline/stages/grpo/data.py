@@ -13,7 +13,7 @@ from pipeline.stages.grpo.config import MODE_COLUMN, ROW_COLUMN, Config
 log = logging.getLogger(__name__)
 
 
-def build_dataset(ctx: StageContext) -> tuple[Any, list[dict[str, Any]]]:
+def build_dataset(ctx: StageContext[Config]) -> tuple[Any, list[dict[str, Any]]]:
     """The prompts as a ``Dataset`` (prompt, id, mode and row columns) and the full rows the rewards read.
 
     Only flat columns enter Arrow; reward columns (tests, kwargs, …) stay Python objects and are
@@ -24,7 +24,7 @@ def build_dataset(ctx: StageContext) -> tuple[Any, list[dict[str, Any]]]:
     from pipeline.data.formatting import rl_prompt
     from pipeline.data.sources import is_prompt, load_rows, row_mode
 
-    cfg: Config = ctx.config  # type: ignore[assignment]
+    cfg = ctx.config
     data = load_rows(cfg.data, {"prompt": is_prompt}, ctx.seed)
     table = []
     for i, row in enumerate(data.rows):

@@ -62,9 +62,9 @@ class Phase:
         return entry
 
 
-def resolve_phases(ctx: StageContext) -> list[Phase]:
+def resolve_phases(ctx: StageContext[Config]) -> list[Phase]:
     """The stage's phases with inherited settings; without ``phases``, one phase of the stage's own."""
-    cfg: Config = ctx.config  # type: ignore[assignment]
+    cfg = ctx.config
     if not cfg.phases:
         return [
             Phase(
@@ -112,7 +112,7 @@ def finished_phase(phase: Phase) -> dict[str, Any] | None:
     return data if data.get("status") == "done" and checkpoint_exists(phase.out) else None
 
 
-def fresh_start(ctx: StageContext) -> None:
+def fresh_start(ctx: StageContext[Config]) -> None:
     """Forget trainer checkpoints and finished phases of an earlier attempt with another config."""
     for path in (ctx.stage_dir / "phases", ctx.checkpoints_dir, ctx.stage_dir / PHASE_FILE):
         if path.is_dir():
@@ -121,11 +121,11 @@ def fresh_start(ctx: StageContext) -> None:
             path.unlink()
 
 
-def grpo_args(ctx: StageContext, phase: Phase, weights: list[float]) -> Any:
+def grpo_args(ctx: StageContext[Config], phase: Phase, weights: list[float]) -> Any:
     """The ``GRPOConfig`` of one phase."""
     from trl import GRPOConfig
 
-    cfg: Config = ctx.config  # type: ignore[assignment]
+    cfg = ctx.config
     # the rollout batch splitting into whole groups was checked when the recipe loaded (Config.validate)
     spg = cfg.steps_per_rollout()
     kwargs = {
@@ -163,7 +163,7 @@ def grpo_args(ctx: StageContext, phase: Phase, weights: list[float]) -> Any:
 
 
 def run_phase(
-    ctx: StageContext,
+    ctx: StageContext[Config],
     phase: Phase,
     init: str,
     dataset: Any,
@@ -175,6 +175,7 @@ def run_phase(
     The record (``phase.json``: summary, counters, filter state, log history) is what later phases and
     resumed runs read; it is written after the weights, so a phase with a record is complete.
     """
+    from pipeline.atomic import write_json
     from pipeline.models import load_causal_lm, load_tokenizer, peft_config
     from pipeline.stages.grpo.filters import EpochFilterRule
     from pipeline.stages.grpo.trainer import (
@@ -182,10 +183,9 @@ def run_phase(
         RLOptions,
         counters_summary,
         history_summary,
-        write_json,
     )
 
-    cfg: Config = ctx.config  # type: ignore[assignment]
+    cfg = ctx.config
     funcs, weights = build_rewards(ctx)
     args = grpo_args(ctx, phase, weights)
     tokenizer = load_tokenizer(init)

@@ -92,12 +92,12 @@ def reward_labels(cfg: Config) -> list[str]:
     return [b if base.count(b) == 1 else f"{b}_{i}" for i, b in enumerate(base)]
 
 
-def build_rewards(ctx: StageContext) -> tuple[list[StageReward], list[float]]:
+def build_rewards(ctx: StageContext[Config]) -> tuple[list[StageReward], list[float]]:
     """The stage's reward functions and weights; reward-model paths naming a stage are resolved."""
     from rewards.format import with_language_penalty
     from rewards.registry import RewardLoadError, build_reward
 
-    cfg: Config = ctx.config  # type: ignore[assignment]
+    cfg = ctx.config
     penalty = parse_penalty(cfg.language_penalty, f"stages.{ctx.name}.language_penalty")
     funcs = []
     for i, (term, label) in enumerate(zip(cfg.rewards, reward_labels(cfg), strict=True)):

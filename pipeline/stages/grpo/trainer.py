@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
+from pipeline.atomic import write_json
 from pipeline.stages.grpo.config import ROW_COLUMN, TRUNCATED_COLUMN
 from pipeline.stages.grpo.filters import (
     AdmittedRepeatSampler,
@@ -303,16 +303,6 @@ class _RLCallback(TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.trainer.rollouts is not None:  # the engine's caches and inference copy go with the phase
             self.trainer.rollouts.close()
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file, fsync, rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def counters_summary(counters: RLCounters | dict[str, int], threshold: float | None) -> dict[str, Any]:
