@@ -22,7 +22,7 @@ from pipeline.schema import ConfigError, closest, from_dict, to_dict
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".jsonl.gz", ".json.gz")
 # Folders under recipes/ that hold launcher configs, not recipes.
 NON_RECIPE_DIRS = {"deepspeed", "accelerate"}
 PromptMode = Literal["think", "no_think", "mixed"]
@@ -90,16 +90,26 @@ class ModelConfig:
 class DataSource:
     """One source of rows: ``builtin:<task>``, a hub dataset id, or a local .jsonl/.json/.parquet/.csv file."""
 
-    source: str
-    split: str = "train"
+    source: str = ""  # with a preset: empty for its hub id, "package" for the copy a pip package ships
+    split: str | None = None  # None: the preset's split, else "train"
     size: int | None = None  # rows to take (None: all; builtin tasks need a size)
     weight: float = 1.0  # multiplies the source's rows in the mix: 0.5 takes half of them, 2.0 each twice
     columns: dict[str, str] = field(default_factory=dict)  # stage column -> source column
     config: str | None = None  # hub dataset config name
     revision: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # builtin task options (flaw_rate, …)
+    options: dict[str, Any] = field(default_factory=dict)  # builtin task or preset options (flaw_rate, …)
+    preset: str | None = None  # a dataset preset (pipeline/data/presets): hub defaults + a row adapter
+    max_dropped: float = 0.01  # share of unusable rows tolerated (dropped and counted) before loading fails
 
     def validate(self, key: str) -> None:
+        if self.preset is not None:
+            self._apply_preset(key)
+        if not self.source:
+            raise ConfigError(f"missing required key '{key}.source' (a builtin task, hub id or file, or a preset)")
+        if self.split is None:
+            self.split = "train"
+        if not 0.0 <= self.max_dropped <= 1.0:
+            raise ConfigError(f"key '{key}.max_dropped' must be in [0, 1], got {self.max_dropped}")
         if self.source.startswith("builtin:"):
             from pipeline.data.synthetic import TASKS
 
@@ -117,6 +127,29 @@ class DataSource:
             raise ConfigError(f"key '{key}.size' must be positive, got {self.size}")
         if self.weight <= 0:
             raise ConfigError(f"key '{key}.weight' must be positive, got {self.weight}")
+
+    def _apply_preset(self, key: str) -> None:
+        """Fill the preset's defaults (hub id, config, split) and check its options."""
+        from pipeline.data.presets import get_preset
+
+        try:
+            preset = get_preset(self.preset)
+            preset.resolve_options(self.options)
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"key '{key}.preset': {str(exc).strip(chr(34) + chr(39))}") from None
+        if self.source == "package":
+            if preset.packaged is None:
+                raise ConfigError(f"key '{key}.source': preset '{self.preset}' has no copy shipped in a package")
+            try:
+                self.source = str(preset.packaged())
+            except Exception as exc:  # the package is not installed
+                raise ConfigError(f"key '{key}.source': {exc}") from None
+            self.split = self.split or "train"
+        elif not self.source:
+            if preset.hub is None:
+                raise ConfigError(f"key '{key}.source' is required: preset '{self.preset}' has no default hub id")
+            self.source, self.config = preset.hub, self.config or preset.config
+        self.split = self.split or preset.split
 
 
 @dataclass
