@@ -28,6 +28,7 @@ _SPECS: dict[str, RewardSpec] = {
         RewardSpec("math", "rewards.math:math_reward"),
         RewardSpec("code", "rewards.code:code_reward"),
         RewardSpec("instruction", "rewards.instruction:instruction_reward"),
+        RewardSpec("ifbench", "rewards.ifbench:ifbench_reward"),
         RewardSpec("swe", "rewards.swe:swe_reward"),
         RewardSpec("think_format", "rewards.format:think_format_reward"),
         RewardSpec("language_mixing", "rewards.format:language_mixing_reward"),

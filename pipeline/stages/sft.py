@@ -63,12 +63,30 @@ def run(ctx: StageContext) -> StageResult:
     cfg: Config = ctx.config  # type: ignore[assignment]
     dataset = build_dataset(ctx)
     tokenizer = load_tokenizer(ctx.init_path)
+    assistant_only = cfg.assistant_only_loss
+    if assistant_only:
+        from pipeline.data.masks import tokenize_with_mask, trl_handles
+
+        if not trl_handles(tokenizer):
+            # the template has no {% generation %} markers and TRL ships no marked copy of it: the mask is
+            # derived from the rendered conversations, and TRL takes the tokenized rows with their masks
+            log.info(
+                "stage %s: assistant-only loss from the rendered conversations (no generation markers)",
+                ctx.name,
+            )
+            dataset = dataset.map(
+                lambda row: tokenize_with_mask(tokenizer, row["messages"], cfg.train.max_length),
+                remove_columns=dataset.column_names,
+            )
+            assistant_only = (
+                False  # TRL's own masking needs markers; the assistant_masks column applies anyway
+            )
     args = make_config(
         SFTConfig,
         {
             **trainer_kwargs(ctx),
             "max_length": cfg.train.max_length,
-            "assistant_only_loss": cfg.assistant_only_loss,
+            "assistant_only_loss": assistant_only,
             "packing": cfg.packing,
             "include_num_input_tokens_seen": True,
             "dataset_num_proc": None,
