@@ -68,7 +68,8 @@ def masked_text(tokenizer: Any, messages: list[dict[str, str]]) -> list[str]:
         if bit:
             current.append(token)
         elif current:
-            runs.append(tokenizer.decode(current)); current = []  # fmt: skip
+            runs.append(tokenizer.decode(current))
+            current = []
     if current:
         runs.append(tokenizer.decode(current))
     return runs
