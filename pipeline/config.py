@@ -25,7 +25,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".jsonl.gz", ".json.gz")
 # Folders under recipes/ that hold launcher configs, not recipes.
 NON_RECIPE_DIRS = {"deepspeed", "accelerate"}
-PromptMode = Literal["think", "no_think", "mixed"]
+PromptMode = Literal["think", "no_think", "mixed", "none"]  # none: no /think or /no_think markers
 
 
 @dataclass
@@ -105,7 +105,9 @@ class DataSource:
         if self.preset is not None:
             self._apply_preset(key)
         if not self.source:
-            raise ConfigError(f"missing required key '{key}.source' (a builtin task, hub id or file, or a preset)")
+            raise ConfigError(
+                f"missing required key '{key}.source' (a builtin task, hub id or file, or a preset)"
+            )
         if self.split is None:
             self.split = "train"
         if not 0.0 <= self.max_dropped <= 1.0:
@@ -139,7 +141,9 @@ class DataSource:
             raise ConfigError(f"key '{key}.preset': {str(exc).strip(chr(34) + chr(39))}") from None
         if self.source == "package":
             if preset.packaged is None:
-                raise ConfigError(f"key '{key}.source': preset '{self.preset}' has no copy shipped in a package")
+                raise ConfigError(
+                    f"key '{key}.source': preset '{self.preset}' has no copy shipped in a package"
+                )
             try:
                 self.source = str(preset.packaged())
             except Exception as exc:  # the package is not installed
@@ -147,7 +151,9 @@ class DataSource:
             self.split = self.split or "train"
         elif not self.source:
             if preset.hub is None:
-                raise ConfigError(f"key '{key}.source' is required: preset '{self.preset}' has no default hub id")
+                raise ConfigError(
+                    f"key '{key}.source' is required: preset '{self.preset}' has no default hub id"
+                )
             self.source, self.config = preset.hub, self.config or preset.config
         self.split = self.split or preset.split
 
@@ -204,6 +210,26 @@ class TrainConfig:
 
 
 @dataclass
+class PromptConfig:
+    """How prompts become the user turn: a system prompt, a template around the prompt, a suffix."""
+
+    system: str | None = None  # a system turn added to conversations that have none
+    template: str | None = None  # a text with one "{prompt}", e.g. "Question: {prompt}"
+    suffix: str | None = None  # e.g. "Put the final answer in \\boxed{}."
+
+    def validate(self, key: str) -> None:
+        if self.template is not None and self.template.count("{prompt}") != 1:
+            raise ConfigError(
+                f"key '{key}.template' must contain '{{prompt}}' exactly once, got {self.template!r}"
+            )
+
+    def format(self) -> Any:
+        from pipeline.data.formatting import PromptFormat
+
+        return PromptFormat(self.system, self.template, self.suffix)
+
+
+@dataclass
 class StageConfig:
     """What every stage kind accepts; each kind extends it (see ``pipeline/stages``)."""
 
@@ -214,6 +240,7 @@ class StageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     prompt_mode: PromptMode = "no_think"
     think_fraction: float = 0.5  # share of thinking prompts when prompt_mode is mixed
+    prompt: PromptConfig = field(default_factory=PromptConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def validate(self, key: str) -> None:
@@ -248,10 +275,12 @@ class GenerationConfig:
 
 @dataclass
 class BenchmarkConfig:
-    domain: str
     data: DataSource
-    scorer: ScorerConfig
-    prompt_mode: Literal["think", "no_think"] = "no_think"
+    domain: str | None = None  # None: the data preset's domain
+    scorer: ScorerConfig | None = None  # None: the data preset's scorer
+    prompt_mode: Literal["think", "no_think", "none"] = "no_think"
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    max_unscored: float = 0.02  # share of samples the scorer may leave unscored before the benchmark fails
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     always: bool = False  # evaluate after every stage, whatever was trained
     tolerance: float | None = None  # per-benchmark gate tolerance (absolute, on the [0, 1] scale)
@@ -259,6 +288,7 @@ class BenchmarkConfig:
     def validate(self, key: str) -> None:
         from rewards.registry import _SPECS
 
+        self._preset_defaults(key)
         if self.scorer.reward not in _SPECS:
             raise ConfigError(
                 f"key '{key}.scorer.reward' names unknown reward '{self.scorer.reward}'"
@@ -266,6 +296,27 @@ class BenchmarkConfig:
             )
         if self.generation.n < 1:
             raise ConfigError(f"key '{key}.generation.n' must be at least 1, got {self.generation.n}")
+        if not 0.0 <= self.max_unscored <= 1.0:
+            raise ConfigError(f"key '{key}.max_unscored' must be in [0, 1], got {self.max_unscored}")
+
+    def _preset_defaults(self, key: str) -> None:
+        """Domain and scorer from the data preset when the recipe leaves them out."""
+        preset = None
+        if self.data.preset:
+            from pipeline.data.presets import get_preset
+
+            preset = get_preset(self.data.preset)  # known: the data source was validated first
+        if self.scorer is None:
+            if preset is None or preset.scorer is None:
+                raise ConfigError(
+                    f"missing required key '{key}.scorer' (its data has no preset with a scorer)"
+                )
+            ps = preset.scorer
+            self.scorer = ScorerConfig(reward=ps.reward, args=dict(ps.args), metric=ps.metric)
+        if self.domain is None:
+            if preset is None or preset.domain is None:
+                raise ConfigError(f"missing required key '{key}.domain'")
+            self.domain = preset.domain
 
 
 @dataclass

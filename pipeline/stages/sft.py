@@ -47,8 +47,9 @@ def build_dataset(ctx: StageContext) -> Any:
 
     data = load_rows(ctx.config.data, {}, ctx.seed, transform=usable)
     cfg = ctx.config
+    fmt = cfg.prompt.format()
     rows = [
-        {"messages": sft_messages(row, row_mode(cfg.prompt_mode, cfg.think_fraction, i, ctx.seed))}
+        {"messages": sft_messages(row, row_mode(cfg.prompt_mode, cfg.think_fraction, i, ctx.seed), fmt)}
         for i, row in enumerate(data.rows)
     ]
     log.info("stage %s: %d conversations (%s)", ctx.name, len(rows), data.describe())
