@@ -16,6 +16,7 @@ LAUNCH_KEYS = ("recipe", "dry_run", "checkpoint", "out")
 class LaunchArgs:
     recipe: str = "tiny"
     dry_run: bool = False
+    dry_run_data: bool = False  # dry_run=data: load and check every data source, print what came out
     overrides: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -34,9 +35,10 @@ def parse_args(argv: list[str], extra_keys: tuple[str, ...] = ()) -> LaunchArgs:
         if key == "recipe":
             args.recipe = value
         elif key == "dry_run":
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ConfigError(f"argument 'dry_run' must be true or false, got '{value}'")
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no", "data"):
+                raise ConfigError(f"argument 'dry_run' must be true, false or data, got '{value}'")
             args.dry_run = value.lower() in ("true", "1", "yes")
+            args.dry_run_data = value.lower() == "data"
         elif key in extra_keys:
             args.extra[key] = value
         else:

@@ -85,7 +85,7 @@ class LoadedData:
         return ", ".join(r.describe() for r in self.reports)
 
 
-def _seed_for(source: DataSource, seed: int) -> int:
+def seed_for(source: DataSource, seed: int) -> int:
     """A per-source seed, so that two sources of one task do not draw the same rows."""
     key = f"{source.source}|{source.split or 'train'}|{sorted(source.options.items())}|{seed}"
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
@@ -234,7 +234,7 @@ def load_rows(
     per_source: list[list[dict[str, Any]]] = []
     reports = []
     for source in sources:
-        raw = read_source(source, _seed_for(source, seed))
+        raw = read_source(source, seed_for(source, seed))
         if not raw:
             raise DataError(f"data source '{source_name(source)}' ({source.split}) has no rows")
         kept, report = map_source_rows(source, raw, required, transform)
