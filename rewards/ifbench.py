@@ -91,7 +91,7 @@ def ifbench_reward(
     for completion, ids, row_kwargs, prompt in zip(
         completions, column(instruction_id_list, n), column(kwargs, n), column(prompts, n), strict=True
     ):
-        ids = list(ids or [])
+        ids = ids if isinstance(ids, list) and all(isinstance(i, str) for i in ids) else []
         if not ids:
             scores.append(None)
             continue
@@ -99,7 +99,10 @@ def ifbench_reward(
         if answer is None:
             scores.append(0.0)
             continue
-        row_kwargs = list(row_kwargs or [{}] * len(ids))
+        row_kwargs = (
+            row_kwargs if isinstance(row_kwargs, list) and len(row_kwargs) == len(ids) else [{}] * len(ids)
+        )
+        row_kwargs = [k if isinstance(k, dict) else {} for k in row_kwargs]
         try:
             followed = [
                 _followed(i, k or {}, completion_text(prompt) if prompt is not None else "", answer)
