@@ -3,6 +3,7 @@
     accelerate launch launch/cascade.py recipe=tiny                     # one or many processes
     python launch/cascade.py recipe=tiny stages.sft1.train.max_steps=5   # same as a single-process launch
     python launch/cascade.py recipe=tiny dry_run=true                    # print the plan and exit
+    python launch/cascade.py recipe=tiny dry_run=data                    # load and check every data source
     python launch/cascade.py recipe=list                                 # the recipes, one line each
 
 See :mod:`pipeline.cli` (the project is installed with ``pip install -e .``).

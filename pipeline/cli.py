@@ -30,6 +30,7 @@ LAUNCH_KEYS = ("recipe", "dry_run", "checkpoint", "out")
 class LaunchArgs:
     recipe: str = "tiny"
     dry_run: bool = False
+    dry_run_data: bool = False  # dry_run=data: load and check every data source, print what came out
     overrides: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -48,9 +49,10 @@ def parse_args(argv: list[str], extra_keys: tuple[str, ...] = ()) -> LaunchArgs:
         if key == "recipe":
             args.recipe = value
         elif key == "dry_run":
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ConfigError(f"argument 'dry_run' must be true or false, got '{value}'")
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no", "data"):
+                raise ConfigError(f"argument 'dry_run' must be true, false or data, got '{value}'")
             args.dry_run = value.lower() in ("true", "1", "yes")
+            args.dry_run_data = value.lower() == "data"
         elif key in extra_keys:
             args.extra[key] = value
         else:
@@ -90,16 +92,28 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
+    if args.dry_run_data:  # every source and benchmark loaded through its preset/mapping, no model
+        from pipeline.data.check import check_data, describe_checks
+
+        try:
+            reports = check_data(recipe)
+        except ConfigError as exc:
+            log.error("%s", exc)
+            return 2
+        sys.stdout.write(describe_checks(reports) + "\n")
+        return 0
     if args.dry_run:
         from pipeline.describe import describe_plan
 
         sys.stdout.write(describe_plan(recipe) + "\n")
         return 0
     from pipeline.cascade import Cascade
+    from pipeline.data.check import PREFLIGHT_ROWS, check_data
 
     try:
+        check_data(recipe, rows=PREFLIGHT_ROWS)  # before any model loads: no run trains on unreadable rows
         cascade = Cascade(recipe)
-    except ConfigError as exc:  # e.g. a bad CASCADE_CPU_THREADS
+    except ConfigError as exc:  # a source its rewards cannot read, a bad CASCADE_CPU_THREADS, …
         log.error("%s", exc)
         return 2
     return cascade.run()

@@ -23,8 +23,8 @@ from pipeline.schema import ConfigError, closest, from_dict, to_dict
 
 log = logging.getLogger(__name__)
 
-LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
-PromptMode = Literal["think", "no_think", "mixed"]
+LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".jsonl.gz", ".json.gz")
+PromptMode = Literal["think", "no_think", "mixed", "none"]  # none: no /think or /no_think markers
 
 
 @dataclass
@@ -89,16 +89,28 @@ class ModelConfig:
 class DataSource:
     """One source of rows: ``builtin:<task>``, a hub dataset id, or a local .jsonl/.json/.parquet/.csv file."""
 
-    source: str
-    split: str = "train"
+    source: str = ""  # with a preset: empty for its hub id, "package" for the copy a pip package ships
+    split: str | None = None  # None: the preset's split, else "train"
     size: int | None = None  # rows to take (None: all; builtin tasks need a size)
     weight: float = 1.0  # multiplies the source's rows in the mix: 0.5 takes half of them, 2.0 each twice
     columns: dict[str, str] = field(default_factory=dict)  # stage column -> source column
     config: str | None = None  # hub dataset config name
     revision: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # builtin task options (flaw_rate, …)
+    options: dict[str, Any] = field(default_factory=dict)  # builtin task or preset options (flaw_rate, …)
+    preset: str | None = None  # a dataset preset (pipeline/data/presets): hub defaults + a row adapter
+    max_dropped: float = 0.01  # share of unusable rows tolerated (dropped and counted) before loading fails
 
     def validate(self, key: str) -> None:
+        if self.preset is not None:
+            self._apply_preset(key)
+        if not self.source:
+            raise ConfigError(
+                f"missing required key '{key}.source' (a builtin task, hub id or file, or a preset)"
+            )
+        if self.split is None:
+            self.split = "train"
+        if not 0.0 <= self.max_dropped <= 1.0:
+            raise ConfigError(f"key '{key}.max_dropped' must be in [0, 1], got {self.max_dropped}")
         if self.source.startswith("builtin:"):
             from pipeline.data.synthetic import TASKS
 
@@ -145,6 +157,33 @@ class DataSource:
         # as pipeline.data.sources.map_columns renames them: a mapped column replaces its source column
         mapped = {stage for stage, col in self.columns.items() if col in raw}
         return frozenset((raw - set(self.columns.values())) | mapped)
+
+    def _apply_preset(self, key: str) -> None:
+        """Fill the preset's defaults (hub id, config, split) and check its options."""
+        from pipeline.data.presets import get_preset
+
+        try:
+            preset = get_preset(self.preset)
+            preset.resolve_options(self.options)
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"key '{key}.preset': {str(exc).strip(chr(34) + chr(39))}") from None
+        if self.source == "package":
+            if preset.packaged is None:
+                raise ConfigError(
+                    f"key '{key}.source': preset '{self.preset}' has no copy shipped in a package"
+                )
+            try:
+                self.source = str(preset.packaged())
+            except Exception as exc:  # the package is not installed
+                raise ConfigError(f"key '{key}.source': {exc}") from None
+            self.split = self.split or "train"
+        elif not self.source:
+            if preset.hub is None:
+                raise ConfigError(
+                    f"key '{key}.source' is required: preset '{self.preset}' has no default hub id"
+                )
+            self.source, self.config = preset.hub, self.config or preset.config
+        self.split = self.split or preset.split
 
 
 @dataclass
@@ -199,6 +238,26 @@ class TrainConfig:
 
 
 @dataclass
+class PromptConfig:
+    """How prompts become the user turn: a system prompt, a template around the prompt, a suffix."""
+
+    system: str | None = None  # a system turn added to conversations that have none
+    template: str | None = None  # a text with one "{prompt}", e.g. "Question: {prompt}"
+    suffix: str | None = None  # e.g. "Put the final answer in \\boxed{}."
+
+    def validate(self, key: str) -> None:
+        if self.template is not None and self.template.count("{prompt}") != 1:
+            raise ConfigError(
+                f"key '{key}.template' must contain '{{prompt}}' exactly once, got {self.template!r}"
+            )
+
+    def format(self) -> Any:
+        from pipeline.data.formatting import PromptFormat
+
+        return PromptFormat(self.system, self.template, self.suffix)
+
+
+@dataclass
 class StageConfig:
     """What every stage kind accepts; each kind extends it (see ``pipeline/stages``).
 
@@ -217,6 +276,7 @@ class StageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     prompt_mode: PromptMode = "no_think"
     think_fraction: float = 0.5  # share of thinking prompts when prompt_mode is mixed
+    prompt: PromptConfig = field(default_factory=PromptConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def validate(self, key: str) -> None:
@@ -285,10 +345,12 @@ class GenerationConfig:
 
 @dataclass
 class BenchmarkConfig:
-    domain: str
     data: DataSource
-    scorer: ScorerConfig
-    prompt_mode: Literal["think", "no_think"] = "no_think"
+    domain: str | None = None  # None: the data preset's domain
+    scorer: ScorerConfig | None = None  # None: the data preset's scorer
+    prompt_mode: Literal["think", "no_think", "none"] = "no_think"
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    max_unscored: float = 0.02  # share of samples the scorer may leave unscored before the benchmark fails
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     always: bool = False  # evaluate after every stage, whatever was trained
     tolerance: float | None = None  # per-benchmark gate tolerance (absolute, on the [0, 1] scale)
@@ -296,6 +358,7 @@ class BenchmarkConfig:
     def validate(self, key: str) -> None:
         from rewards import registry
 
+        self._preset_defaults(key)
         if not registry.has(self.scorer.reward):
             raise ConfigError(
                 f"key '{key}.scorer.reward' names unknown reward '{self.scorer.reward}'"
@@ -306,6 +369,27 @@ class BenchmarkConfig:
         check_reward_args(self.scorer.reward, self.scorer.args, keys, complete=False)
         if self.generation.n < 1:
             raise ConfigError(f"key '{key}.generation.n' must be at least 1, got {self.generation.n}")
+        if not 0.0 <= self.max_unscored <= 1.0:
+            raise ConfigError(f"key '{key}.max_unscored' must be in [0, 1], got {self.max_unscored}")
+
+    def _preset_defaults(self, key: str) -> None:
+        """Domain and scorer from the data preset when the recipe leaves them out."""
+        preset = None
+        if self.data.preset:
+            from pipeline.data.presets import get_preset
+
+            preset = get_preset(self.data.preset)  # known: the data source was validated first
+        if self.scorer is None:
+            if preset is None or preset.scorer is None:
+                raise ConfigError(
+                    f"missing required key '{key}.scorer' (its data has no preset with a scorer)"
+                )
+            ps = preset.scorer
+            self.scorer = ScorerConfig(reward=ps.reward, args=dict(ps.args), metric=ps.metric)
+        if self.domain is None:
+            if preset is None or preset.domain is None:
+                raise ConfigError(f"missing required key '{key}.domain'")
+            self.domain = preset.domain
 
 
 def check_reward_args(

@@ -30,11 +30,13 @@ log = logging.getLogger(__name__)
 # Generation
 
 
-def render_prompts(tokenizer: Any, prompts: Sequence[Any], mode: str) -> list[str]:
-    from pipeline.data.formatting import rl_prompt
+def render_prompts(tokenizer: Any, prompts: Sequence[Any], mode: str, fmt: Any = None) -> list[str]:
+    from pipeline.data.formatting import PLAIN, rl_prompt
 
     return [
-        tokenizer.apply_chat_template(rl_prompt(p, mode), tokenize=False, add_generation_prompt=True)
+        tokenizer.apply_chat_template(
+            rl_prompt(p, mode, fmt or PLAIN), tokenize=False, add_generation_prompt=True
+        )
         for p in prompts
     ]
 
@@ -101,6 +103,10 @@ def _reward_fn(bench: BenchmarkConfig, judges: dict[str, str]) -> Any:
     return build_reward(bench.scorer.reward, args)
 
 
+class UnscoredError(RuntimeError):
+    """A benchmark whose scorer could not score enough of its samples: its score would be a silent zero."""
+
+
 def score_samples(
     bench: BenchmarkConfig, reward: Any, rows: list[dict[str, Any]], completions: list[list[str]]
 ) -> list[list[float]]:
@@ -112,6 +118,12 @@ def score_samples(
         columns[key] = [r.get(key) for r in flat_rows]
     columns["prompts"] = columns.pop("prompt", [None] * len(flat))
     raw = reward(flat, **columns)
+    unscored = sum(s is None for s in raw)
+    if raw and unscored > bench.max_unscored * len(raw):
+        raise UnscoredError(
+            f"scorer '{bench.scorer.reward}' left {unscored} of {len(raw)} samples unscored (more than "
+            f"max_unscored={bench.max_unscored:g}); its rows lack what the scorer reads or its checkers cannot run"
+        )
     scores = [float(s) if s is not None else 0.0 for s in raw]
     out, i = [], 0
     for comps in completions:
@@ -167,7 +179,7 @@ def run_benchmark(
         log.info("benchmark %s skipped: its judge %s has not been trained yet", name, bench.scorer.judge)
         return {"domain": bench.domain, "skipped": f"judge '{bench.scorer.judge}' not trained yet"}
     rows = load_benchmark_rows(bench, seed)
-    texts = render_prompts(tokenizer, [r["prompt"] for r in rows], bench.prompt_mode)
+    texts = render_prompts(tokenizer, [r["prompt"] for r in rows], bench.prompt_mode, bench.prompt.format())
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     order = sorted(range(len(rows)), key=lambda i: (lengths[i], i))
     bs = bench.generation.batch_size
@@ -190,9 +202,16 @@ def run_benchmark(
     all_tokens = gather_object([tokens]) if state.num_processes > 1 else [tokens]
     completions = [merged[i] for i in range(len(rows))]
     # score once, on the main process (sandboxes and reward models are not multiplied by the world size)
-    per_prompt = score_samples(bench, reward, rows, completions) if state.is_main_process else None
+    per_prompt, error = None, None
+    if state.is_main_process:
+        try:
+            per_prompt = score_samples(bench, reward, rows, completions)
+        except UnscoredError as exc:  # every process must learn it, or the others wait in the broadcast
+            error = f"benchmark '{name}': {exc}"
     if state.num_processes > 1:
-        per_prompt = broadcast_object_list([per_prompt])[0]
+        per_prompt, error = broadcast_object_list([per_prompt, error])
+    if error:
+        raise UnscoredError(error)
     record = {"domain": bench.domain, **aggregate(bench, per_prompt)}
     thr = bench.scorer.threshold
     record.update(

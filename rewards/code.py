@@ -8,6 +8,9 @@ project's contract (docs/rewards-code.md)::
     {"kind": "call",   "fn_name": "f", "cases": [{"args": [1, 2], "expected": 3}, ...]}
     {"kind": "assert", "test": "def check(candidate):\\n    assert ...", "entry_point": "f"}
 
+Any kind may add ``prefix`` and ``suffix`` (strings): code run before and after the answer's program, e.g.
+HumanEval's prompt, which its official harness executes together with the completion.
+
 Every program runs in ``rewards.sandbox``; expected outputs and return values never enter the sandbox:
 ``stdio`` output and ``call`` results are compared here, ``assert`` tests run in a checker process the
 program cannot touch. See ``rewards/sandbox_worker.py`` for why early exits, printed fake results,
@@ -17,6 +20,7 @@ overridden builtins and rigged ``__eq__`` objects score nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -53,6 +57,14 @@ class CodeTests:
     fn_name: str | None = None
     test: str | None = None
     entry_point: str | None = None
+    prefix: str = ""  # code run before the answer's program (HumanEval's prompt)
+    suffix: str = ""  # code run after it (e.g. exposing a method as the function a call test calls)
+
+    def program(self, code: str) -> str:
+        """The program that runs: the answer's code between the test's prefix and suffix."""
+        if not (self.prefix or self.suffix):
+            return code
+        return f"{self.prefix}\n{code}\n{self.suffix}" if self.prefix else f"{code}\n{self.suffix}"
 
     @property
     def total(self) -> int:
@@ -79,6 +91,14 @@ def parse_tests(item: Any) -> CodeTests:
             raise ValueError(f"tests is not valid JSON: {exc}") from None
     if not isinstance(item, dict):
         raise ValueError(f"tests must be a dict, got {type(item).__name__}")
+    tests = _parse_kind(item)
+    wrap = {k: item.get(k) or "" for k in ("prefix", "suffix")}
+    if not all(isinstance(v, str) for v in wrap.values()):
+        raise ValueError("tests 'prefix' and 'suffix' must be strings")
+    return dataclasses.replace(tests, **wrap) if any(wrap.values()) else tests
+
+
+def _parse_kind(item: dict[str, Any]) -> CodeTests:
     kind = item.get("kind")
     if kind == "stdio":
         cases = item.get("cases")
@@ -564,6 +584,7 @@ def code_reward_details(
                 _warn_once(f"Code reward: malformed tests item scored 0: {exc}")
                 results[i] = CodeResult(0.0, "bad_tests", error=str(exc))
                 continue
+            code = spec.program(code)
             key = (code, json.dumps(asdict(spec), sort_keys=True, default=repr))
             jobs.setdefault(key, []).append(i)
             parsed[key] = (code, spec)

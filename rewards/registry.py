@@ -52,6 +52,7 @@ _SPECS: dict[str, RewardSpec] = {
             forwards_to=("rewards.code:code_reward_details",),
         ),
         RewardSpec("instruction", "rewards.instruction:instruction_reward", columns=("instruction_id_list",)),
+        RewardSpec("ifbench", "rewards.ifbench:ifbench_reward", columns=("instruction_id_list",)),
         RewardSpec("swe", "rewards.swe:swe_reward", columns=("golden_patch",)),
         RewardSpec("think_format", "rewards.format:think_format_reward"),
         RewardSpec("language_mixing", "rewards.format:language_mixing_reward"),

@@ -154,8 +154,8 @@ def test_two_processes(tmp_path: Path) -> None:
     assert [s["completions"] for s in outs[1]["samples"]] == [s["completions"] for s in outs[2]["samples"]]
 
 
-def test_failure_in_a_stage_is_recorded(tmp_path: Path) -> None:
-    """A stage that cannot load its data fails the run (exit 2 for a data problem) and keeps stage 1."""
+def test_unusable_data_stops_before_any_stage(tmp_path: Path) -> None:
+    """A stage whose data cannot be used stops the launch before any model loads (exit 2, one sentence)."""
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "x"}\n' * 10)
     proc = subprocess.run(
@@ -165,9 +165,9 @@ def test_failure_in_a_stage_is_recorded(tmp_path: Path) -> None:
     )  # fmt: skip
     log = proc.stderr
     assert proc.returncode == 2, log[-2000:]
-    assert "dropped 10 of 10 rows" in log
-    run = tmp_path / "runs" / "bad"
-    assert stage(run, "sft1")["status"] == "done"
+    errors = [line for line in log.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "stage 'sft2'" in errors[0] and "dropped 10 of 10 rows" in errors[0]
+    assert not (tmp_path / "runs" / "bad" / "ledger.json").exists()  # nothing trained on the way there
 
 
 def test_wandb_offline_run_per_cascade(tmp_path: Path) -> None:

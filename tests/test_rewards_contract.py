@@ -23,6 +23,10 @@ VALID_COLUMNS: dict[str, dict[str, list[Any]]] = {
     "math": {"answer": ["4"]},
     "code": {"tests": [{"kind": "stdio", "cases": [{"input": "", "output": "4\n"}]}]},
     "instruction": {"instruction_id_list": [["punctuation:no_comma"]], "kwargs": [[{}]]},
+    "ifbench": {
+        "instruction_id_list": [["count:word_count_range"]],
+        "kwargs": [[{"min_words": 1, "max_words": 50}]],
+    },
     "swe": {"golden_patch": ["--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n"]},
     "think_format": {},
     "language_mixing": {},

@@ -1,14 +1,18 @@
 """Loading a stage's rows: builtin synthetic tasks, hub datasets and local files, mapped and mixed.
 
-A source yields rows with the *stage's* column names (``columns:`` maps stage column ← source column).
-Rows that cannot be used are dropped and counted; more than ``MAX_DROP_FRACTION`` dropped is an error
-naming the source and an example row, because that almost always means a wrong column mapping.
+A source yields rows with the *stage's* column names: ``columns:`` maps stage column ← source column,
+then a ``preset:`` adapter (pipeline/data/presets) converts the row. Rows that cannot be used are
+dropped and counted with their reason; more than the source's ``max_dropped`` share (1% by default) is
+an error naming the source, the reason and an example row, because that almost always means a wrong
+mapping or preset. Rows a preset leaves out on purpose (ties, dates outside a window) are counted as
+skipped, apart from the dropped ones.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +23,8 @@ from pipeline.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
-MAX_DROP_FRACTION = 0.01
+MAX_DROP_FRACTION = 0.01  # the default of DataSource.max_dropped
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".gz": "json"}
 RowCheck = Callable[[Any], bool]
 
 
@@ -56,10 +61,19 @@ def is_present(v: Any) -> bool:
 
 @dataclass
 class SourceReport:
+    """What loading one source gave: rows read, dropped (with the reasons), skipped on purpose, used."""
+
     source: str
     rows: int
     dropped: int
     used: int = 0
+    skipped: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    example: dict[str, Any] | None = None  # the first mapped row
+
+    def describe(self) -> str:
+        skipped = f", {self.skipped} skipped" if self.skipped else ""
+        return f"{self.source}: {self.used} rows ({self.dropped} dropped{skipped})"
 
 
 @dataclass
@@ -68,12 +82,12 @@ class LoadedData:
     reports: list[SourceReport] = field(default_factory=list)
 
     def describe(self) -> str:
-        return ", ".join(f"{r.source}: {r.used} rows ({r.dropped} dropped)" for r in self.reports)
+        return ", ".join(r.describe() for r in self.reports)
 
 
-def _seed_for(source: DataSource, seed: int) -> int:
+def seed_for(source: DataSource, seed: int) -> int:
     """A per-source seed, so that two sources of one task do not draw the same rows."""
-    key = f"{source.source}|{source.split}|{sorted(source.options.items())}|{seed}"
+    key = f"{source.source}|{source.split or 'train'}|{sorted(source.options.items())}|{seed}"
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
 
 
@@ -84,7 +98,7 @@ def read_source(source: DataSource, seed: int) -> list[dict[str, Any]]:
 
         task = source.source.removeprefix("builtin:")
         try:
-            return generate(task, source.split, source.size or 0, seed=seed, **source.options)
+            return generate(task, source.split or "train", source.size or 0, seed=seed, **source.options)
         except (TypeError, ValueError) as exc:
             raise DataError(
                 f"data source '{source.source}' ({source.split}) cannot be generated: {exc}"
@@ -94,15 +108,16 @@ def read_source(source: DataSource, seed: int) -> list[dict[str, Any]]:
     path = Path(source.source).expanduser()
     try:
         if path.is_file():
-            fmt = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
-            if fmt is None:
+            fmt = LOCAL_FORMATS.get(path.suffix)
+            if fmt is None or (path.suffix == ".gz" and Path(path.stem).suffix not in (".jsonl", ".json")):
                 raise DataError(
-                    f"data source '{source.source}' has an unsupported suffix (use .jsonl, .json, .parquet, .csv)"
+                    f"data source '{source.source}' has an unsupported suffix "
+                    "(use .jsonl, .json, .parquet, .csv, or .jsonl.gz / .json.gz)"
                 )
             ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
         else:  # a hub id, or a local folder laid out like a hub dataset repository
             ds = datasets.load_dataset(
-                source.source, name=source.config, split=source.split, revision=source.revision
+                source.source, name=source.config, split=source.split or "train", revision=source.revision
             )
     except DataError:
         raise
@@ -124,6 +139,85 @@ def map_columns(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def source_name(source: DataSource) -> str:
+    return f"{source.source} (preset {source.preset})" if source.preset else source.source
+
+
+def row_adapter(source: DataSource) -> Callable[[dict[str, Any]], Any] | None:
+    """The source's preset adapter with its options bound, or None without a preset."""
+    if not source.preset:
+        return None
+    from pipeline.data.presets import get_preset
+
+    preset = get_preset(source.preset)
+    options = preset.resolve_options(source.options)
+    return lambda row: preset.adapt(row, options)
+
+
+def map_source_rows(
+    source: DataSource,
+    raw: Sequence[dict[str, Any]],
+    required: dict[str, RowCheck],
+    transform: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+) -> tuple[list[dict[str, Any]], SourceReport]:
+    """One source's rows mapped (columns, preset, stage transform) and checked; unusable rows counted.
+
+    Raises DataError when more than ``source.max_dropped`` of the rows are unusable.
+    """
+    from pipeline.data.presets import SKIP, RowError
+
+    adapter = row_adapter(source)
+    report = SourceReport(source_name(source), len(raw), 0)
+    kept: list[dict[str, Any]] = []
+    example: tuple[dict[str, Any], str] | None = None
+    for row in raw:
+        mapped: Any = map_columns(row, source.columns)
+        try:
+            if adapter is not None:
+                mapped = adapter(mapped)
+            if transform is not None and mapped is not None and mapped is not SKIP:
+                mapped = transform(mapped)
+        except RowError as exc:
+            reason = str(exc)
+        else:
+            if mapped is SKIP:
+                report.skipped += 1
+                continue
+            bad = [c for c, ok in required.items() if not ok(mapped.get(c))] if mapped is not None else None
+            if bad == []:
+                kept.append(mapped)
+                continue
+            reason = f"missing or invalid column(s) {', '.join(bad)}" if bad else "unusable"
+        report.dropped += 1
+        report.reasons[reason] += 1
+        example = example or (row, reason)
+    report.example = kept[0] if kept else None
+    if report.dropped > source.max_dropped * len(raw):
+        row, reason = example  # type: ignore[misc]
+        shown = {k: (str(v)[:60]) for k, v in list(row.items())[:6]}
+        fix = (
+            f"check its 'preset:' (it reads {', '.join(_preset_reads(source))})"
+            if source.preset
+            else f"check its 'columns:' mapping (needed: {', '.join(required)})"
+        )
+        raise DataError(
+            f"data source '{report.source}' dropped {report.dropped} of {len(raw)} rows ({reason}), "
+            f"e.g. row {shown}; {fix}, or raise its 'max_dropped' ({source.max_dropped:g})"
+        )
+    if report.dropped:
+        log.warning(
+            "data source %s: dropped %d of %d unusable rows (%s)",
+            report.source, report.dropped, len(raw), "; ".join(f"{r}: {n}" for r, n in report.reasons.most_common(3)),
+        )  # fmt: skip
+    return kept, report
+
+
+def _preset_reads(source: DataSource) -> tuple[str, ...]:
+    from pipeline.data.presets import get_preset
+
+    return get_preset(source.preset or "").reads
+
+
 def load_rows(
     sources: Sequence[DataSource],
     required: dict[str, RowCheck],
@@ -140,32 +234,14 @@ def load_rows(
     per_source: list[list[dict[str, Any]]] = []
     reports = []
     for source in sources:
-        raw = read_source(source, _seed_for(source, seed))
+        raw = read_source(source, seed_for(source, seed))
         if not raw:
-            raise DataError(f"data source '{source.source}' ({source.split}) has no rows")
-        kept, dropped, example = [], 0, None
-        for row in raw:
-            mapped = map_columns(row, source.columns)
-            if transform is not None and mapped is not None:
-                mapped = transform(mapped)
-            bad = mapped is None or [c for c, ok in required.items() if not ok(mapped.get(c))]
-            if bad:
-                dropped += 1
-                example = example or (row, bad)
-                continue
-            kept.append(mapped)
-        if dropped > MAX_DROP_FRACTION * len(raw):
-            row, bad = example
-            what = f"missing or invalid column(s) {', '.join(bad)}" if isinstance(bad, list) else "unusable"
-            shown = {k: (str(v)[:60]) for k, v in list(row.items())[:6]}
-            raise DataError(
-                f"data source '{source.source}' dropped {dropped} of {len(raw)} rows ({what}), "
-                f"e.g. row {shown}; check its 'columns:' mapping (needed: {', '.join(required)})"
-            )
-        if dropped:
-            log.warning("data source %s: dropped %d of %d unusable rows", source.source, dropped, len(raw))
+            raise DataError(f"data source '{source_name(source)}' ({source.split}) has no rows")
+        kept, report = map_source_rows(source, raw, required, transform)
+        if not kept:
+            raise DataError(f"data source '{report.source}' ({source.split}) has no usable rows left")
         per_source.append(kept)
-        reports.append(SourceReport(source.source, len(raw), dropped))
+        reports.append(report)
 
     rng = random.Random(seed)
     mixed: list[dict[str, Any]] = []

@@ -69,11 +69,12 @@ def _messages(value: Any) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
-def to_pair(row: dict[str, Any], pair_format: str, mode: str) -> dict[str, Any] | None:
+def to_pair(row: dict[str, Any], pair_format: str, mode: str, fmt: Any = None) -> dict[str, Any] | None:
     """A conversational pair ``{prompt, chosen, rejected}`` (messages), ``{_TIE: True}``, or None if unusable."""
-    from pipeline.data.formatting import rl_prompt
+    from pipeline.data.formatting import PLAIN, rl_prompt
     from pipeline.data.sources import is_messages, is_prompt, is_str
 
+    fmt = fmt or PLAIN
     if pair_format == "auto":
         pair_format = "helpsteer3" if "overall_preference" in row else "chosen_rejected"
     if pair_format == "helpsteer3":
@@ -86,7 +87,7 @@ def to_pair(row: dict[str, Any], pair_format: str, mode: str) -> dict[str, Any] 
             return {_TIE: True}
         better, worse = ("response1", "response2") if pref < 0 else ("response2", "response1")
         return {
-            "prompt": rl_prompt(context, mode),
+            "prompt": rl_prompt(context, mode, fmt),
             "chosen": [{"role": "assistant", "content": row[better]}],
             "rejected": [{"role": "assistant", "content": row[worse]}],
         }
@@ -98,7 +99,7 @@ def to_pair(row: dict[str, Any], pair_format: str, mode: str) -> dict[str, Any] 
         if not (is_messages(chosen) and is_messages(rejected)):
             return None
         return {
-            "prompt": rl_prompt(prompt, mode),
+            "prompt": rl_prompt(prompt, mode, fmt),
             "chosen": _messages(chosen),
             "rejected": _messages(rejected),
         }
@@ -126,10 +127,11 @@ def load_pairs(
 
     cfg = ctx.config
     counter = iter(range(1 << 62))
+    fmt = cfg.prompt.format()
 
     def transform(row: dict[str, Any]) -> dict[str, Any] | None:
         mode = row_mode(cfg.prompt_mode, cfg.think_fraction, next(counter), seed)
-        return to_pair(row, cfg.pair_format, mode)
+        return to_pair(row, cfg.pair_format, mode, fmt)
 
     data = load_rows(sources, {}, seed, transform=transform)
     pairs = [p for p in data.rows if _TIE not in p]

@@ -49,8 +49,9 @@ def build_dataset(ctx: StageContext[Config]) -> Any:
 
     data = load_rows(ctx.config.data, {}, ctx.seed, transform=usable)
     cfg = ctx.config
+    fmt = cfg.prompt.format()
     rows = [
-        {"messages": sft_messages(row, row_mode(cfg.prompt_mode, cfg.think_fraction, i, ctx.seed))}
+        {"messages": sft_messages(row, row_mode(cfg.prompt_mode, cfg.think_fraction, i, ctx.seed), fmt)}
         for i, row in enumerate(data.rows)
     ]
     log.info("stage %s: %d conversations (%s)", ctx.name, len(rows), data.describe())
@@ -65,12 +66,30 @@ def run(ctx: StageContext[Config]) -> StageResult:
     cfg = ctx.config
     dataset = build_dataset(ctx)
     tokenizer = load_tokenizer(ctx.init_path)
+    assistant_only = cfg.assistant_only_loss
+    if assistant_only:
+        from pipeline.data.masks import tokenize_with_mask, trl_handles
+
+        if not trl_handles(tokenizer):
+            # the template has no {% generation %} markers and TRL ships no marked copy of it: the mask is
+            # derived from the rendered conversations, and TRL takes the tokenized rows with their masks
+            log.info(
+                "stage %s: assistant-only loss from the rendered conversations (no generation markers)",
+                ctx.name,
+            )
+            dataset = dataset.map(
+                lambda row: tokenize_with_mask(tokenizer, row["messages"], cfg.train.max_length),
+                remove_columns=dataset.column_names,
+            )
+            assistant_only = (
+                False  # TRL's own masking needs markers; the assistant_masks column applies anyway
+            )
     args = make_config(
         SFTConfig,
         {
             **trainer_kwargs(ctx),
             "max_length": cfg.train.max_length,
-            "assistant_only_loss": cfg.assistant_only_loss,
+            "assistant_only_loss": assistant_only,
             "packing": cfg.packing,
             "include_num_input_tokens_seen": True,
             "dataset_num_proc": None,

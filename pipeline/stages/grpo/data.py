@@ -26,10 +26,13 @@ def build_dataset(ctx: StageContext[Config]) -> tuple[Any, list[dict[str, Any]]]
 
     cfg = ctx.config
     data = load_rows(cfg.data, {"prompt": is_prompt}, ctx.seed)
+    fmt = cfg.prompt.format()
     table = []
     for i, row in enumerate(data.rows):
         mode = row_mode(cfg.prompt_mode, cfg.think_fraction, i, ctx.seed)
         pid = str(row.get("id") or "") or hashlib.sha256(json.dumps(row["prompt"]).encode()).hexdigest()[:16]
-        table.append({"prompt": rl_prompt(row["prompt"], mode), "id": pid, MODE_COLUMN: mode, ROW_COLUMN: i})
+        table.append(
+            {"prompt": rl_prompt(row["prompt"], mode, fmt), "id": pid, MODE_COLUMN: mode, ROW_COLUMN: i}
+        )
     log.info("stage %s: %d prompts (%s)", ctx.name, len(table), data.describe())
     return Dataset.from_list(table), data.rows
