@@ -11,22 +11,28 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RewardSpec:
-    """Where a reward lives and whether calling it with arguments builds the reward (a factory)."""
+    """Where a reward lives, whether calling it with arguments builds the reward (a factory), and the
+    check it needs before a run relies on it (``preflight``, "module:attribute", called with the args)."""
 
     name: str
     target: str  # "module:attribute"
     factory: bool = False
+    preflight: str | None = None
 
     def load(self) -> Callable[..., Any]:
-        module, _, attr = self.target.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return _load(self.target)
+
+
+def _load(target: str) -> Callable[..., Any]:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 _SPECS: dict[str, RewardSpec] = {
     spec.name: spec
     for spec in [
         RewardSpec("math", "rewards.math:math_reward"),
-        RewardSpec("code", "rewards.code:code_reward"),
+        RewardSpec("code", "rewards.code:code_reward", preflight="rewards.code:preflight"),
         RewardSpec("instruction", "rewards.instruction:instruction_reward"),
         RewardSpec("swe", "rewards.swe:swe_reward"),
         RewardSpec("think_format", "rewards.format:think_format_reward"),
@@ -57,10 +63,17 @@ REWARDS = _Registry()
 
 
 class BoundReward:
-    """A reward with fixed keyword arguments; picklable (unlike a lambda) and named for TRL's logs."""
+    """A reward with fixed keyword arguments; picklable (unlike a lambda) and named for TRL's logs.
 
-    def __init__(self, fn: Callable[..., Any], name: str, kwargs: dict[str, Any]):
+    ``facts`` is what :func:`preflight` found (e.g. the code sandbox's isolation): a run records it
+    with the scores this reward gives.
+    """
+
+    def __init__(
+        self, fn: Callable[..., Any], name: str, kwargs: dict[str, Any], facts: dict[str, Any] | None = None
+    ):
         self.fn, self.__name__, self.kwargs = fn, name, dict(kwargs)
+        self.facts = dict(facts or {})
 
     def __call__(self, completions: list[Any], **columns: Any) -> list[float | None]:
         return self.fn(completions, **{**columns, **self.kwargs})
@@ -69,19 +82,42 @@ class BoundReward:
         return f"BoundReward({self.__name__}, {self.kwargs})"
 
 
-def build_reward(name: str, args: dict[str, Any] | None = None) -> Callable[..., Any]:
-    """The reward function a recipe names: a factory is called with ``args``; a function gets them bound."""
+def _spec(name: str) -> RewardSpec:
     if name not in _SPECS:
         import difflib
 
         close = difflib.get_close_matches(name, list(_SPECS), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise KeyError(f"unknown reward '{name}'{hint}; known rewards: {', '.join(sorted(_SPECS))}")
-    spec, args = _SPECS[name], dict(args or {})
+    return _SPECS[name]
+
+
+def preflight(name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check reward ``name`` with ``args`` against this host before a run relies on it.
+
+    Returns what a run records next to the reward's scores (the code reward: ``isolation`` and
+    ``isolation_detail``; ``{}`` for rewards that need no check). Raises ``KeyError`` for an unknown
+    name, ``ValueError`` for an invalid argument, and the reward's own error, in one sentence, when it
+    cannot work here (the code reward: ``SandboxUnavailableError``). Call it when a recipe is loaded.
+    """
+    spec = _spec(name)
+    if spec.preflight is None:
+        return {}
+    return dict(_load(spec.preflight)(**dict(args or {})))
+
+
+def build_reward(name: str, args: dict[str, Any] | None = None) -> Callable[..., Any]:
+    """The reward function a recipe names: a factory is called with ``args``; a function gets them bound.
+
+    Runs :func:`preflight` first, so a reward that cannot work here fails now, before any generation;
+    what it found travels as the returned reward's ``facts``.
+    """
+    spec, args = _spec(name), dict(args or {})
+    facts = preflight(name, args)
     fn = spec.load()
     if spec.factory:
         return fn(**args)
-    return BoundReward(fn, name, args) if args else fn
+    return BoundReward(fn, name, args, facts) if args or facts else fn
 
 
 def describe_rewards() -> list[tuple[str, str, str]]:
