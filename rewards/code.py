@@ -613,7 +613,7 @@ def code_reward(completions: Sequence[Any], tests: Any = None, **kwargs: Any) ->
     Keyword options: ``partial_credit`` (score the fraction of cases passed), ``timeout_s`` (wall
     seconds per run: one stdio case, all calls of a call test, or one check), ``memory_mb``,
     ``float_tol`` (numeric tolerance for outputs and return values), ``stdio_compare`` (``lines`` or
-    ``tokens``), ``assert_mode`` (``isolated`` or ``inprocess``), ``workers`` (sandboxes; 0 = CPUs),
+    ``tokens``), ``assert_mode`` (``isolated`` or ``inprocess``), ``workers`` (sandboxes; 0 = two per CPU),
     ``isolation`` (``auto``: bubblewrap, else Landlock; ``bubblewrap``; ``landlock``; ``none``, the
     only way to run programs unisolated) and ``sandbox`` (a ``SandboxConfig`` or a dict of its fields,
     for everything else). Other keyword arguments (dataset columns, trainer state) are ignored. Never
