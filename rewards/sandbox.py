@@ -685,16 +685,9 @@ class SandboxPool:
         parents: dict[int, int] = {}
         times: dict[int, float] = {}
         tick = os.sysconf("SC_CLK_TCK")
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry)] = int(fields[1])
-            times[int(entry)] = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+        for pid, fields in sandbox_worker.process_stats():
+            parents[pid] = int(fields[1])
+            times[pid] = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
         total = 0.0
         for pid, seconds in times.items():
             ancestor = pid

@@ -683,17 +683,7 @@ class _Zygote:
             return kids
         except OSError:
             pass
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-                if int(fields[1]) == me:
-                    kids.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-        return kids
+        return [pid for pid, fields in process_stats() if int(fields[1]) == me]
 
     def cleanup(self) -> dict:
         """Kill every process the program left behind and wipe the scratch space."""
@@ -744,6 +734,18 @@ class _Zygote:
         if self.namespaced and _sysv_ipc_in_use():
             suspicious = True  # SysV IPC objects outlive processes; a fresh sandbox drops them
         return {"leftovers": leftovers, "suspicious": suspicious}
+
+
+def process_stats():  # type: ignore[no-untyped-def]
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every process one can see."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                yield int(entry), f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
 
 
 def _remove(path: str) -> None:
