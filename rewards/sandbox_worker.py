@@ -1460,8 +1460,7 @@ class Confinement:
     def enter(self) -> None:
         """In a freshly forked child: drop privileges, then enter the Landlock domain (irreversibly)."""
         libc = self._libc
-        if self.root:
-            self._drop_capabilities()
+        self._drop_capabilities()
         if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise OSError(self._ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
         self._call(_NR_LANDLOCK_RESTRICT_SELF, self.ruleset, 0)
@@ -1476,19 +1475,18 @@ class Confinement:
             raise OSError(self._ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
 
     def _drop_capabilities(self) -> None:
-        """Root without capabilities, for good: not even executing a program gives them back.
+        """No capabilities, for good: not even executing a program gives them back.
 
-        Root keeps its uid (the Python installation may be readable by root only), but loses every
-        capability, from the bounding set too, and ``SECBIT_NOROOT`` stops execve from granting them.
-        Without capabilities, uid 0 is an ordinary user that happens to own root's files, and Landlock
-        keeps it away from those.
+        Root keeps its uid (the Python installation may be readable by root only) but loses every
+        capability; without them uid 0 is an ordinary user that happens to own root's files, and
+        Landlock keeps it away from those. ``no_new_privs`` (set next) already stops execve from
+        granting capabilities; where root may (``CAP_SETPCAP``), ``SECBIT_NOROOT`` and an empty
+        bounding set say so twice. Any other user normally has none to drop.
         """
         ctypes, libc = self._ctypes, self._libc
-        if libc.prctl(PR_SET_SECUREBITS, _SECBIT_NOROOT_LOCKED, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECUREBITS)")
-        for cap in range(self.last_cap + 1):
-            if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-                raise OSError(ctypes.get_errno(), f"prctl(PR_CAPBSET_DROP, {cap})")
+        if self.root and libc.prctl(PR_SET_SECUREBITS, _SECBIT_NOROOT_LOCKED, 0, 0, 0) == 0:
+            for cap in range(self.last_cap + 1):
+                libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
         libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
         header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
         data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable (two 32-bit halves): none

@@ -227,19 +227,28 @@ ORDINARY = [
 ]
 
 
+PRIVILEGES = (
+    # No capability left (effective, permitted, inheritable) and no way to gain one: no_new_privs.
+    "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nheader = (ctypes.c_uint32 * 2)(0x20080522, 0)\n"
+    "data = (ctypes.c_uint32 * 6)()\nlibc.capget(header, data)\nprint(list(data) == [0] * 6 and libc.prctl(39, 0, 0, 0, 0) == 1)"
+)
+
+
 @pytest.mark.parametrize("layer", ["bubblewrap", "landlock"])
 def test_ordinary_programs_pass_under_every_layer(layer: str) -> None:
+    # ... and run without privileges (the last program).
     try:
         probe_isolation(SandboxConfig(isolation=layer))  # type: ignore[arg-type]
     except SandboxUnavailableError as exc:
         if os.environ.get("CI"):
             raise
         pytest.skip(str(exc))
-    tests = [{"kind": "stdio", "cases": [{"input": "", "output": "True\n"}]}] * len(ORDINARY)
+    programs = [*ORDINARY, PRIVILEGES]
+    tests = [{"kind": "stdio", "cases": [{"input": "", "output": "True\n"}]}] * len(programs)
     details = code_reward_details(
-        [f"```python\n{code}\n```" for code in ORDINARY], tests, isolation=layer, timeout_s=10, workers=2
+        [f"```python\n{code}\n```" for code in programs], tests, isolation=layer, timeout_s=10, workers=2
     )
-    assert [d.score for d in details] == [1.0] * len(ORDINARY), [d.error for d in details if d.score != 1.0]
+    assert [d.score for d in details] == [1.0] * len(programs), [d.error for d in details if d.score != 1.0]
 
 
 # ------------------------------------------------------------------------------------------------
