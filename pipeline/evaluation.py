@@ -212,7 +212,8 @@ def run_benchmark(
         per_prompt, error = broadcast_object_list([per_prompt, error])
     if error:
         raise UnscoredError(error)
-    record = {"domain": bench.domain, **aggregate(bench, per_prompt)}
+    # what the reward found about this host (the code sandbox's isolation) is kept with the scores
+    record = {"domain": bench.domain, **aggregate(bench, per_prompt), **getattr(reward, "facts", {})}
     thr = bench.scorer.threshold
     record.update(
         samples_per_prompt=bench.generation.n,

@@ -74,6 +74,7 @@ def _patch(value: Any) -> bool:
 
 PREFLIGHT_ROWS = 256  # rows per source the launch checks (dry_run=data checks them all)
 
+
 def _present(value: Any) -> bool:
     return value is not None
 

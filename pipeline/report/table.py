@@ -161,6 +161,8 @@ def build_report(run_dir: Path | str, *, alpha: float = DEFAULT_ALPHA, seed: int
         for name, value in raw.scores.items():  # ledgers may carry these fields too
             benchmarks[name]["domain"] = benchmarks[name]["domain"] or value.domain
             benchmarks[name]["metric"] = benchmarks[name]["metric"] or value.metric
+            if value.isolation:  # the latest evaluation's code sandbox
+                benchmarks[name]["isolation"] = value.isolation
     for raw in ledger_rows:  # the base eval holds every benchmark; later files only while a field is missing
         if all(info["domain"] and info["metric"] for info in benchmarks.values()):
             break
@@ -193,6 +195,12 @@ def build_report(run_dir: Path | str, *, alpha: float = DEFAULT_ALPHA, seed: int
             "checkpoint": raw.checkpoint,
             "next_init": raw.next_init,
             "eval_file": raw.eval_file,
+            # the code sandbox's isolation per reward term the stage trained with
+            "isolation": {
+                label: facts.get("isolation")
+                for label, facts in (raw.summary.get("reward_facts") or {}).items()
+                if isinstance(facts, Mapping) and facts.get("isolation")
+            },
             "flags": [],
         }
         gate = raw.gate
