@@ -3,13 +3,16 @@
 Every process runs this same code. The main process alone writes the run directory's files; all
 processes read the ledger and make the same resume decision, and meet at a barrier between phases.
 Each step of a stage is one verb of the ledger (:mod:`pipeline.ledger`), written as it happens.
-Exit codes: 0 done, 1 a stage failed, 2 a recipe/run-directory problem, 3 stopped by the regression gate.
+Exit codes: 0 done (or paused by run.until), 1 a stage failed, 2 a recipe/run-directory problem, 3 stopped
+by the regression gate, 75 stopped early at a saved step (pre-emption warning or run.deadline; the same
+command resumes), 128 + N stopped by signal N after recording where to resume (pipeline.preemption).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -21,10 +24,12 @@ from pipeline.config import Recipe, StageConfig, stage_hashes
 from pipeline.distributed import process_state
 from pipeline.gates import GateResult
 from pipeline.ledger import Ledger, Plan, new_state, plan, read_state
-from pipeline.run_state import StageEntry, Status, scores_of
+from pipeline.preemption import EXIT_PREEMPTED, StopRequest, StopRun, newest_checkpoint, trainer_callback
+from pipeline.run_state import StageEntry, Status, StopRecord, scores_of
 from pipeline.rundir import BASE, RunDir
 from pipeline.runlock import RunLock
 from pipeline.schema import ConfigError
+from pipeline.slurm import SlurmJob
 from pipeline.stages.base import StageContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,7 @@ class Cascade:
         self.tracker: Any = None
         self.plan: Plan | None = None
         self._ledger: Ledger | None = None
+        self.stop_request = StopRequest.from_env(recipe.run.deadline)
 
     @property
     def ledger(self) -> Ledger:
@@ -77,19 +83,24 @@ class Cascade:
     def run(self) -> int:
         """Run (or resume) the cascade; returns the process exit code."""
         t0 = time.monotonic()
+        self.stop_request.install()
         try:
             self._open()
-        except ConfigError as exc:
+        except (ConfigError, StopRun) as exc:
             log.error("%s", exc)
             self.lock.release()
-            return EXIT_CONFIG
-        self.ledger.open_session(self.state.num_processes, t0)
+            self.stop_request.uninstall()
+            return exc.exit_code if isinstance(exc, StopRun) else EXIT_CONFIG
+        self.ledger.open_session(self.state.num_processes, t0, slurm=SlurmJob.from_env(os.environ))
         code = EXIT_FAILED
         try:
             code = self._run_stages()
         except ConfigError as exc:  # e.g. a data source that turns out unusable when loaded
             log.error("%s", exc)
             code = EXIT_CONFIG
+        except StopRun as stop:  # pre-emption warning, run.deadline, SIGTERM/SIGINT: resumable, not failed
+            self.stop_request.closing()
+            code = self._record_stop(stop)
         except Exception as exc:
             log.error("cascade failed: %s: %s", type(exc).__name__, exc, exc_info=True)
             self.ledger.run_failed()
@@ -101,6 +112,11 @@ class Cascade:
                 self.tracker.summary({"exit_code": code, "wall_s": self.ledger.state.wall_s})
                 self.tracker.finish(exit_code=code)
             self.lock.release()
+            self.stop_request.uninstall()
+            if code == EXIT_PREEMPTED:
+                # leave together, after the main process has written everything: under srun
+                # --kill-on-bad-exit a rank that exits first has the others killed mid-write
+                self.barrier()
         return code
 
     def _open(self) -> None:
@@ -172,14 +188,57 @@ class Cascade:
         evaluation = self._evaluate_base(base)
         progress = _Progress(current=base)
         progress.keep(base, None, evaluation)
+        last = list(self.recipe.stages)[-1]
         for name, cfg in self.recipe.stages.items():
             if name in self.plan.reused:
                 code = self._reuse(self.ledger.stage(name), cfg, progress)
             else:
+                reason = self.stop_request.agreed()  # a warning during the last evaluation stops here
+                if reason is not None:
+                    raise self.stop_request.stop(reason)
                 code = self._train(self.ledger.stage(name), cfg, progress)
             if code is not None:
                 return code
+            if name == self.recipe.run.until and name != last:
+                self._announce(logging.INFO, "stopping after stage %s (run.until); the run is paused", name)
+                self.ledger.run_paused()
+                return EXIT_OK
         return EXIT_OK
+
+    def _record_stop(self, stop: StopRun) -> int:
+        """Record where a run that stops early resumes; returns its exit code.
+
+        The stage in progress becomes ``interrupted`` with the checkpoint the stop saved or, after
+        SIGTERM, the newest complete one of the stage (none: it restarts from its beginning).
+        """
+        record = StopRecord(reason=stop.reason)
+        for entry in self.ledger.state.stages:
+            if entry.status != Status.RUNNING:
+                continue
+            stage_dir = self.run_dir.stage_dir(entry.index, entry.name)
+            found = (stop.checkpoint, stop.step) if stop.checkpoint else newest_checkpoint(stage_dir)
+            checkpoint, step = found or (None, None)
+            record = StopRecord(
+                reason=stop.reason,
+                stage=entry.name,
+                step=step,
+                checkpoint=self.run_dir.ref(checkpoint) if checkpoint else None,
+                saved_on_stop=stop.checkpoint is not None,
+            )
+            self.ledger.interrupt_stage(entry.name, record)
+        if record.stage is None:
+            self._announce(logging.WARNING, "run stopped between stages (%s)", stop.reason)
+        else:
+            where = f"step {record.step}" if record.step is not None else "its start"
+            self._announce(
+                logging.WARNING,
+                "run stopped (%s): stage %s resumes from %s",
+                stop.reason,
+                record.stage,
+                where,
+            )
+        self.ledger.run_interrupted(record)
+        return stop.exit_code
 
     def _reuse(self, entry: StageEntry, cfg: StageConfig, progress: _Progress) -> int | None:
         """Take a finished stage as it is; a stage the gate stopped is judged by the policy in force now."""
@@ -232,6 +291,7 @@ class Cascade:
             tracker=self.tracker,
             stage_checkpoints=dict(progress.finished),
             record=lambda fields: ledger.record(name, fields),
+            callbacks=[trainer_callback(self.stop_request)],
         )
         result = self._run_stage(module, ctx)
         progress.finished[name] = str(ctx.final_dir)

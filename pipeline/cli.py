@@ -8,7 +8,9 @@
 Every argument but ``recipe=`` and ``dry_run=`` (and the evaluator's ``checkpoint=``, ``benchmarks=``,
 ``out=``) is a Hydra override of the recipe. ``launch/cascade.py`` and ``launch/evaluate.py`` are the
 same programs as files, for ``accelerate launch`` (which runs a script, not a console command).
-Exit codes: 0 done, 1 a stage failed, 2 bad recipe or run directory, 3 stopped by the regression gate.
+Exit codes: 0 done (or paused by run.until), 1 a stage failed, 2 bad recipe or run directory, 3 stopped by
+the regression gate, 75 stopped early at a saved step (pre-emption warning or run.deadline: run the same
+command to resume), 128 + N stopped by signal N after recording where to resume (pipeline.preemption).
 """
 
 from __future__ import annotations

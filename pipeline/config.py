@@ -34,6 +34,15 @@ class RunConfig:
     seed: int = 42
     rerun_from: str | None = None  # re-run this stage and every later one
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    # Stopping early (pipeline.preemption, docs/slurm.md): neither changes what a stage produces.
+    deadline: str | None = None  # save and exit this long after the launch ("3h50m", "03:50:00")
+    until: str | None = None  # stop after this stage (one Slurm job per stage); the run is "paused"
+
+    def validate(self, key: str) -> None:
+        if self.deadline is not None:
+            from pipeline.preemption import parse_duration
+
+            parse_duration(self.deadline, f"{key}.deadline")
 
 
 @dataclass
@@ -553,6 +562,11 @@ def _check_cross_references(recipe: Recipe) -> None:
                     f"key 'stages.{stage_name}.{ref_key}' names '{ref}', which is no earlier stage"
                     f"{closest(ref, names[:i])}, existing path or hub id"
                 )
+    if recipe.run.until is not None and recipe.run.until not in names:
+        raise ConfigError(
+            f"key 'run.until' names stage '{recipe.run.until}', which is not in the recipe"
+            f"{closest(recipe.run.until, names)}"
+        )
     if recipe.run.rerun_from is not None and recipe.run.rerun_from not in names:
         raise ConfigError(
             f"key 'run.rerun_from' names stage '{recipe.run.rerun_from}', which is not in the recipe"

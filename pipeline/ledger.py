@@ -27,9 +27,11 @@ from pipeline.run_state import (
     Session,
     StageEntry,
     Status,
+    StopRecord,
 )
 from pipeline.rundir import RunDir
 from pipeline.schema import ConfigError
+from pipeline.slurm import SlurmJob
 
 
 def now() -> str:
@@ -89,17 +91,22 @@ class Ledger:
 
     # -- the run -------------------------------------------------------------------------------------
 
-    def open_session(self, processes: int, t0: float | None = None) -> None:
-        """Start this launch's session (``t0``: its ``time.monotonic()`` start, default now); the run runs."""
+    def open_session(self, processes: int, t0: float | None = None, slurm: SlurmJob | None = None) -> None:
+        """Start this launch's session (``t0``: its ``time.monotonic()`` start, default now); the run runs.
+
+        ``slurm``: the job attempt this launch is, so that its batch script can find its exit status.
+        """
         self._session = Session(started=now(), processes=processes, wall_s=0.0)
+        if slurm is not None:
+            self._session.slurm_job, self._session.slurm_attempt = slurm.job_id, slurm.attempt
         self._session_t0 = time.monotonic() if t0 is None else t0
         self.state.sessions.append(self._session)
         self.state.status = Status.RUNNING
         self.save()
 
     def close_session(self, exit_code: int) -> None:
-        """End this launch's session; a run that ended well is done."""
-        if exit_code == 0:
+        """End this launch's session; a run that ended well is done (unless run.until paused it)."""
+        if exit_code == 0 and self.state.status != Status.PAUSED:
             self.state.status = Status.DONE
         if self._session is not None:
             self._session.ended, self._session.exit = now(), exit_code
@@ -112,6 +119,18 @@ class Ledger:
     def run_stopped(self) -> None:
         """The regression gate stopped the cascade."""
         self.state.status = Status.REGRESSED
+        self.save()
+
+    def run_paused(self) -> None:
+        """The run stopped after the stage ``run.until`` names; the next launch goes on."""
+        self.state.status = Status.PAUSED
+        self.save()
+
+    def run_interrupted(self, stop: StopRecord) -> None:
+        """The run stopped early (pipeline.preemption); the session keeps where, for good."""
+        self.state.status = Status.INTERRUPTED
+        if self._session is not None:
+            self._session.stop = stop
         self.save()
 
     # -- evaluations ---------------------------------------------------------------------------------
@@ -147,6 +166,12 @@ class Ledger:
     def record(self, name: str, fields: Mapping[str, Any]) -> None:
         """Fields a running stage reports about itself (e.g. GRPO's phases)."""
         self.stage(name).record(fields)
+        self.save()
+
+    def interrupt_stage(self, name: str, stop: StopRecord) -> None:
+        """The stage stopped early; its next attempt resumes from ``stop.checkpoint``."""
+        entry = self.stage(name)
+        entry.status, entry.ended, entry.stop = Status.INTERRUPTED, now(), stop
         self.save()
 
     def fail_stage(self, name: str, error: str, traceback: str) -> None:

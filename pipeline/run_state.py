@@ -35,6 +35,8 @@ class Status(StrEnum):
     FAILED = "failed"
     REGRESSED = "regressed"  # stopped by the gate; the checkpoint is kept for inspection
     STALE = "stale"
+    INTERRUPTED = "interrupted"  # stopped early and resumable (pipeline.preemption): see its StopRecord
+    PAUSED = "paused"  # a run that stopped where run.until told it to
 
 
 FINISHED = (Status.DONE, Status.REGRESSED)  # a stage whose checkpoint exists and need not be trained again
@@ -128,15 +130,41 @@ def read_gate(value: Any) -> GateResult | None:
 
 
 @dataclass
+class StopRecord(_Json):
+    """Why and where a run stopped early (pipeline.preemption), and the checkpoint it resumes from.
+
+    ``saved_on_stop``: the checkpoint was saved by the stop itself (a warning or the deadline: nothing is
+    lost); otherwise it is the stage's last periodic one (SIGTERM). ``stage`` is None between stages.
+    """
+
+    reason: str = ""
+    stage: str | None = None
+    step: int | None = None
+    checkpoint: str | None = None  # relative to the run directory
+    saved_on_stop: bool | None = None
+
+
+def read_stop(value: Any) -> StopRecord | None:
+    return StopRecord.from_json(value) if isinstance(value, Mapping) else None
+
+
+@dataclass
 class Session(_Json):
     """One launch of the run: ``wall_s`` is brought up to date by every ledger write, so a killed
-    session counts up to its last write; ``ended`` and ``exit`` are set when it ends normally."""
+    session counts up to its last write; ``ended`` and ``exit`` are set when it ends normally. Under
+    Slurm it names its job and attempt (a requeued job keeps its id), and a session that stopped early
+    keeps its :class:`StopRecord` for good."""
 
     started: str | None = None
     processes: int | None = None
     wall_s: float | None = None
     ended: str | None = None
     exit: int | None = None
+    slurm_job: str | None = None
+    slurm_attempt: int | None = None
+    stop: StopRecord | None = None
+
+    _READERS = {"stop": read_stop}
 
 
 @dataclass
@@ -183,9 +211,10 @@ class StageEntry(_Json):
     traceback: str | None = None
     previous_run: dict[str, Any] | None = None  # a finished run of the stage that rerun_from made stale
     resumable: bool | None = None  # set by the plan, taken by the start of the next attempt
+    stop: StopRecord | None = None  # where an interrupted stage resumes (its next attempt clears it)
 
     _NULLABLE = ("domain", "checkpoint", "gate")
-    _READERS = {"scores": read_scores}
+    _READERS = {"scores": read_scores, "stop": read_stop}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StageEntry:

@@ -7,6 +7,7 @@
     runs/<name>/stages/<NN>-<stage>/       a stage's trainer checkpoints/ and its final/ checkpoint
     runs/<name>/evals/<NN>-<stage>.json    per-benchmark scores and per-sample results (NN 00: the base)
     runs/<name>/report.md, report.png      the report (pipeline.report)
+    runs/<name>/logs/                      Slurm jobs: slurm-<job>.out, slurm-<job>/attempt-<k>/node-<n>.log
 
 The ledger stores paths relative to the run directory, so a run directory can be moved or copied.
 """
@@ -38,6 +39,11 @@ class RunDir:
     @property
     def lock(self) -> Path:
         return self.root / ".lock"
+
+    @property
+    def logs(self) -> Path:
+        """Slurm's logs of the run (launch/slurm/cascade.sbatch writes them; the submit helper names them)."""
+        return self.root / "logs"
 
     @property
     def base_model(self) -> Path:

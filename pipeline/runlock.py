@@ -3,6 +3,10 @@
 Two launches writing one run directory would interleave their ledgers and checkpoints. The kernel drops
 an ``flock`` when its holder exits, however it exits (``kill -9`` included), so a lock file left behind
 never blocks a resume. On a filesystem without locks the check is skipped, with a warning.
+
+On a shared filesystem a lock can outlive a node that died holding it (the lock server has not noticed).
+Under Slurm the lock names its holder's job and attempt, and a requeued attempt of the same job takes
+such a lock over: Slurm starts an attempt only after the previous one has ended (:mod:`pipeline.slurm`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import logging
 import os
 from pathlib import Path
 from typing import IO, Any
+
+from pipeline.slurm import earlier_attempt, lock_owner_suffix
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,12 @@ class RunLock:
             handle.seek(0)
             holder = handle.read().strip() or "another launch"
             handle.close()
+            if earlier_attempt(holder, os.environ):
+                log.warning(
+                    "the run lock is held by %s, an earlier attempt of this job: taking it over", holder
+                )
+                self.path.unlink(missing_ok=True)  # the dead holder's lock stays with the old file
+                return self.acquire()
             return holder
         except OSError as exc:
             log.warning(
@@ -42,7 +54,7 @@ class RunLock:
             return None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}{lock_owner_suffix(os.environ)}\n")
         handle.flush()
         self._file = handle
         return None

@@ -35,7 +35,7 @@ def _cell(row: Mapping[str, Any], name: str, unit: str) -> str:
 
 
 def _gate_cell(row: Mapping[str, Any]) -> str:
-    if row["status"] in ("pending", "running", "failed", "stale"):
+    if row["status"] in ("pending", "running", "interrupted", "failed", "stale"):
         return row["status"]
     if row["gate"] is None:
         return "—"

@@ -37,6 +37,7 @@ class StageContext(Generic[ConfigT]):
     tracker: Tracker
     stage_checkpoints: dict[str, str] = field(default_factory=dict)  # finished stage name → final checkpoint
     record: Callable[[dict[str, Any]], None] = lambda fields: None  # merge fields into the ledger entry
+    callbacks: list[Any] = field(default_factory=list)  # added to every trainer of the stage (pre-emption)
 
     @property
     def final_dir(self) -> Path:
@@ -93,8 +94,8 @@ def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
 def resume_point(ctx: StageContext) -> str | None:
     """The checkpoint to resume from, or None (a fresh start wipes checkpoints of a changed config)."""
     if not ctx.resume:
-        if ctx.checkpoints_dir.exists():
-            shutil.rmtree(ctx.checkpoints_dir)
+        # every process runs this, on a filesystem they share: one may remove what another just found
+        shutil.rmtree(ctx.checkpoints_dir, ignore_errors=True)
         return None
     ckpt = latest_checkpoint(ctx.checkpoints_dir)
     if ckpt is not None:

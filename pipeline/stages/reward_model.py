@@ -224,7 +224,7 @@ def run(ctx: StageContext[Config]) -> StageResult:
         eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None,
         processing_class=tokenizer,
         peft_config=peft_config(cfg.lora, task_type="SEQ_CLS"),
-        callbacks=[metrics],
+        callbacks=[metrics, *ctx.callbacks],
     )
     t0 = time.monotonic()
     output = trainer.train(resume_from_checkpoint=resume_point(ctx))

@@ -124,7 +124,7 @@ def run(ctx: StageContext[Config]) -> StageResult:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config(cfg.lora),
-        callbacks=[metrics],
+        callbacks=[metrics, *ctx.callbacks],
     )
     t0 = time.monotonic()
     output = trainer.train(resume_from_checkpoint=resume_point(ctx))

@@ -219,7 +219,7 @@ def run_phase(
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config(cfg.lora),
-        callbacks=[metrics],
+        callbacks=[metrics, *ctx.callbacks],
         rl=options,
         filter_state=filter_state,
     )
