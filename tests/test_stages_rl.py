@@ -199,7 +199,7 @@ PAIR_CASES = [
     ({"context": [{"role": "user", "content": "q"}], "response1": "A", "response2": "B", "overall_preference": 3},
      "helpsteer3", ("B", "A")),  # positive prefers response 2
     ({"context": [{"role": "user", "content": "q"}], "response1": "A", "response2": "B", "overall_preference": 0},
-     "auto", "tie"),  # a tie is dropped (counted apart from unusable rows)
+     "auto", "tie"),  # a tie is skipped (counted apart from unusable rows)
     ({"context": [{"role": "user", "content": "q"}], "response1": "", "response2": "B", "overall_preference": 1},
      "auto", None),  # an empty response is unusable
     ({"prompt": "q", "chosen": "good", "rejected": "bad"}, "auto", ("good", "bad")),  # explicit prompt, strings
@@ -215,13 +215,16 @@ PAIR_CASES = [
 
 @pytest.mark.parametrize(("row", "pair_format", "expected"), PAIR_CASES)
 def test_preference_pair_mapping(row: dict[str, Any], pair_format: str, expected: Any) -> None:
-    from pipeline.stages.reward_model import _TIE, to_pair
+    from pipeline.data.presets import SKIP, RowError
+    from pipeline.stages.reward_model import to_pair
 
-    pair = to_pair(row, pair_format, "no_think")
     if expected is None:
-        assert pair is None
-    elif expected == "tie":
-        assert pair == {_TIE: True}
+        with pytest.raises(RowError):  # the reason goes into the source's report
+            to_pair(row, pair_format, "no_think")
+        return
+    pair = to_pair(row, pair_format, "no_think")
+    if expected == "tie":
+        assert pair is SKIP
     else:
         assert (pair["chosen"][-1]["content"], pair["rejected"][-1]["content"]) == expected
         assert pair["prompt"][-1]["role"] == "user" and pair["chosen"][-1]["role"] == "assistant"

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pipeline.config import StageConfig
-from pipeline.data.sources import is_messages, is_str, load_rows, row_mode
+from pipeline.data.sources import load_rows, row_mode
 from pipeline.stages.base import (
     MetricsCallbackFactory,
     StageContext,
@@ -37,25 +38,32 @@ class Config(StageConfig):
 
 
 def build_dataset(ctx: StageContext[Config]) -> Any:
-    """The stage's conversations as a ``datasets.Dataset`` with one ``messages`` column."""
-    from datasets import Dataset
+    """The stage's conversations as a ``datasets.Dataset`` with one ``messages`` column.
 
-    from pipeline.data.formatting import sft_messages
+    Built once, by the main process, into the stage's ``data/`` folder; every process memory-maps it.
+    """
+    from datasets import DatasetDict
 
-    def usable(row: dict[str, Any]) -> dict[str, Any] | None:
-        if is_messages(row.get("messages")):
-            return row
-        return row if is_str(row.get("prompt")) and is_str(row.get("response")) else None
+    from pipeline.data.formatting import sft_messages, sft_row
+    from pipeline.data.table import STAGE_DATA, build_once, typed_map
 
-    data = load_rows(ctx.config.data, {}, ctx.seed, transform=usable)
     cfg = ctx.config
     fmt = cfg.prompt.format()
-    rows = [
-        {"messages": sft_messages(row, row_mode(cfg.prompt_mode, cfg.think_fraction, i, ctx.seed), fmt)}
-        for i, row in enumerate(data.rows)
-    ]
-    log.info("stage %s: %d conversations (%s)", ctx.name, len(rows), data.describe())
-    return Dataset.from_list(rows)
+
+    def conversation(row: dict[str, Any], i: int) -> dict[str, Any]:
+        return {
+            "messages": sft_messages(row, row_mode(cfg.prompt_mode, cfg.think_fraction, i, ctx.seed), fmt)
+        }
+
+    def build(scratch: Path) -> Any:
+        data = load_rows(cfg.data, {}, ctx.seed, transform=sft_row, scratch=scratch)
+        table, _ = typed_map(
+            data.dataset, conversation, desc=f"{ctx.name}: conversations", cache_file=scratch / "train.arrow"
+        )
+        log.info("stage %s: %d conversations (%s)", ctx.name, len(table), data.describe())
+        return DatasetDict({"train": table}), {}
+
+    return build_once(ctx.stage_dir / STAGE_DATA, build)[0]["train"]
 
 
 def run(ctx: StageContext[Config]) -> StageResult:
@@ -77,10 +85,13 @@ def run(ctx: StageContext[Config]) -> StageResult:
                 "stage %s: assistant-only loss from the rendered conversations (no generation markers)",
                 ctx.name,
             )
-            dataset = dataset.map(
-                lambda row: tokenize_with_mask(tokenizer, row["messages"], cfg.train.max_length),
-                remove_columns=dataset.column_names,
-            )
+            from pipeline.distributed import process_state
+
+            with process_state().main_process_first():  # the others read the main process's cached result
+                dataset = dataset.map(
+                    lambda row: tokenize_with_mask(tokenizer, row["messages"], cfg.train.max_length),
+                    remove_columns=dataset.column_names,
+                )
             assistant_only = (
                 False  # TRL's own masking needs markers; the assistant_masks column applies anyway
             )

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.data.presets.base import Preset, RowError, Scorer, as_list, text
+from pipeline.data.presets.base import Preset, RowError, Scorer, as_list, ident, text
 
 ASK = "Answer with SEARCH/REPLACE edits (each after the file's path) or a unified diff."
 
@@ -62,7 +62,7 @@ def cascade_swe(row: dict[str, Any], options: Mapping[str, Any]) -> dict[str, An
     if files:
         prompt += f"\n\nThe code the fix edits:\n\n{code_context(files)}"
     out = {
-        "id": str(row.get("instance_id") or row.get("id") or "") or None,
+        "id": ident(row, "instance_id", "id"),
         "prompt": f"{prompt}\n\n{options['instruction']}",
         "golden_patch": patch,
     }
@@ -80,7 +80,7 @@ def swebench(row: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
     if hints:
         prompt += f"\n\nHints:\n{hints.strip()}"
     return {
-        "id": text(row, "instance_id"),
+        "id": ident(row, "instance_id"),
         "prompt": f"{prompt}\n\n{options['instruction']}",
         "golden_patch": patch,
     }

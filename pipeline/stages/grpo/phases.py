@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,7 @@ def run_phase(
     phase: Phase,
     init: str,
     dataset: Any,
-    rows: list[dict[str, Any]],
+    rows: Sequence[dict[str, Any]],
     filter_state: Any,
 ) -> None:
     """Train one phase from ``init`` (resuming its latest trainer checkpoint), save its weights and record.

@@ -51,7 +51,7 @@ class RLOptions:
     """The stage settings the trainer needs beyond ``GRPOConfig``."""
 
     prompt_ids: list[str]  # the dataset's ``id`` column, in dataset order
-    side_rows: list[dict[str, Any]]  # full source rows, indexed by the dataset's ``row`` column
+    side_rows: Sequence[dict[str, Any]]  # full source rows, indexed by the dataset's ``row`` column
     solve_threshold: float | None = None  # a completion is solved when its total reward reaches this
     truncated_reward: float | None = (
         None  # score of a completion cut at max_completion_length (None: as scored)
@@ -175,7 +175,7 @@ class CascadeGRPOTrainer(GRPOTrainer):
         """
         if inputs and ROW_COLUMN in inputs[0]:
             rows = [self.rl.side_rows[x[ROW_COLUMN]] for x in inputs]
-            blank = dict.fromkeys(set().union(*rows))
+            blank = dict.fromkeys(key for row in rows for key in row)  # in first-seen order: no hash order
             inputs = [{**blank, **row, **x} for row, x in zip(rows, inputs, strict=True)]
         fixed = self.rl.truncated_reward
         if fixed is not None:
