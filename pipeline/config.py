@@ -411,6 +411,11 @@ def check_reward_args(
         takes = f"; it takes {', '.join(problem.known)}" if problem.known else ""
         hint = closest(problem.arg, problem.known)
         raise ConfigError(f"key '{args_key}.{problem.arg}' {problem.reason}{hint}{takes}")
+    if registry.has(name):
+        try:  # a reward this host cannot run (the code sandbox without any isolation) stops the launch now
+            registry.preflight(name, args)
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(f"key '{args_key}': {exc}") from None
 
 
 @dataclass

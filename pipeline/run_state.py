@@ -91,6 +91,7 @@ class BenchmarkScore(_Json):
     n: int | None = None
     domain: str | None = None
     metric: str | None = None
+    isolation: str | None = None  # how the code sandbox isolated the programs it scored (code benchmarks)
 
     _NULLABLE = ("score", "stderr", "n", "domain", "metric")
 
@@ -104,7 +105,8 @@ class BenchmarkScore(_Json):
     @classmethod
     def of_record(cls, record: Mapping[str, Any]) -> BenchmarkScore:
         """The summary of one benchmark record of an eval file."""
-        values: dict[str, Any] = {k: record.get(k) for k in ("score", "stderr", "n", "domain", "metric")}
+        keys = ("score", "stderr", "n", "domain", "metric", "isolation")
+        values: dict[str, Any] = {k: record.get(k) for k in keys}
         return cls(**values)
 
 

@@ -8,8 +8,11 @@
 other column of the file reaches the reward under its own name (the way TRL passes dataset columns),
 and a ``prompt`` column also arrives as ``prompts``. The completion column defaults to ``completion``.
 ``--arg key=value`` values are read as JSON when they parse (``2``, ``true``, ``["hash"]``), else as
-strings. Each output row is the input row plus ``score``; a summary goes to stdout. Exit status 2
-means bad usage or input (unknown reward, unreadable file, missing column), with one sentence saying why.
+strings. Each output row is the input row plus ``score`` and what the reward's preflight found (the
+code reward: ``isolation`` and ``isolation_detail``, the sandbox layer that ran the programs); a
+summary, with the isolation, goes to stdout. Exit status 2 means bad usage or input (unknown reward,
+unreadable file, missing column) or a reward that cannot run here (the code reward on a host where no
+isolating layer works, unless ``--arg isolation=none``), with one sentence saying why.
 """
 
 from __future__ import annotations
@@ -80,14 +83,18 @@ def score_file(
     columns: dict[str, str],
     args: dict[str, Any],
     batch_size: int = 256,
-) -> dict[str, float]:
-    """Score every row of ``input_path`` and write them with ``score`` to ``output_path``; returns the summary."""
+) -> dict[str, Any]:
+    """Score every row of ``input_path`` and write them with ``score`` to ``output_path``; returns the
+    summary (numbers, and the reward's ``facts`` such as the code sandbox's isolation)."""
     try:
-        reward = build_reward(reward_name, args)
+        reward = build_reward(reward_name, args)  # runs the reward's preflight
     except KeyError as exc:
         raise UsageError(exc.args[0]) from None
     except (ImportError, TypeError, ValueError) as exc:
         raise UsageError(f"reward '{reward_name}' could not be built: {exc}") from None
+    except RuntimeError as exc:  # e.g. SandboxUnavailableError: the sentence names the ways out
+        raise UsageError(f"reward '{reward_name}' cannot run here: {exc}") from None
+    facts = dict(getattr(reward, "facts", {}))
     rows = _read_rows(input_path)
     completion_column = columns.pop("completion", columns.pop("completions", "completion"))
     present = set().union(*(row.keys() for row in rows)) if rows else set()
@@ -125,7 +132,7 @@ def score_file(
                     f"reward '{reward_name}' returned {len(batch_scores)} scores for {len(batch)} rows"
                 )
             for row, score in zip(batch, batch_scores, strict=True):
-                out.write(json.dumps({**row, "score": score}, ensure_ascii=False) + "\n")
+                out.write(json.dumps({**row, "score": score, **facts}, ensure_ascii=False) + "\n")
             scores.extend(batch_scores)
             logger.info("scored %d/%d rows", len(scores), len(rows))
     elapsed = time.perf_counter() - started
@@ -142,6 +149,7 @@ def score_file(
         "parse_failures": sum(c["parse_failures"] for c in counted),
         "seconds": elapsed,
         "rows_per_s": len(scores) / elapsed if elapsed > 0 else 0.0,
+        "facts": facts,
     }
 
 
@@ -189,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         f"timeouts={summary['timeouts']:.0f} errors={summary['errors']:.0f} "
         f"parse_failures={summary['parse_failures']:.0f} "
         f"time={summary['seconds']:.2f}s throughput={summary['rows_per_s']:.1f} rows/s\n"
-        f"wrote {args.output}\n"
     )
+    facts = summary["facts"]
+    if "isolation" in facts:
+        sys.stdout.write(f"isolation={facts['isolation']} ({facts.get('isolation_detail', '')})\n")
+    sys.stdout.write(f"wrote {args.output}\n")
     return 0
 
 

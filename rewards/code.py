@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from rewards import stats
 from rewards.common import column, final_answer
-from rewards.sandbox import Limits, SandboxConfig, SandboxPool, get_pool
+from rewards.sandbox import Limits, SandboxConfig, SandboxPool, get_pool, probe_isolation
 from rewards.sandbox_worker import TransferError, decode_value
 
 logger = logging.getLogger(__name__)
@@ -528,9 +528,9 @@ def _options(
     return _Options(bool(partial_credit), limits, float_tol, stdio_compare, assert_mode == "isolated")
 
 
-def _sandbox_config(sandbox: Any, workers: int, require_isolation: bool) -> SandboxConfig:
+def _sandbox_config(sandbox: Any, workers: int, isolation: str) -> SandboxConfig:
     if sandbox is None:
-        return SandboxConfig(workers=workers, require_isolation=require_isolation)
+        return SandboxConfig(workers=workers, isolation=isolation)  # type: ignore[arg-type]
     if isinstance(sandbox, SandboxConfig):
         return sandbox
     if not isinstance(sandbox, dict):
@@ -542,7 +542,7 @@ def _sandbox_config(sandbox: Any, workers: int, require_isolation: bool) -> Sand
     if unknown:
         raise ValueError(f"code reward: unknown sandbox option(s) {unknown}; known: {sorted(known)}")
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in sandbox.items()}  # YAML lists
-    return SandboxConfig(**{"workers": workers, "require_isolation": require_isolation, **fields})
+    return SandboxConfig(**{"workers": workers, "isolation": isolation, **fields})
 
 
 def code_reward_details(
@@ -556,7 +556,7 @@ def code_reward_details(
     stdio_compare: Literal["lines", "tokens"] = "lines",
     assert_mode: Literal["isolated", "inprocess"] = "isolated",
     workers: int = 0,
-    require_isolation: bool = False,
+    isolation: Literal["auto", "bubblewrap", "landlock", "none"] = "auto",
     sandbox: SandboxConfig | dict[str, Any] | None = None,
     **_: Any,
 ) -> list[CodeResult]:
@@ -564,7 +564,7 @@ def code_reward_details(
     started = time.perf_counter()
     completions = list(completions or [])
     options = _options(partial_credit, timeout_s, memory_mb, float_tol, stdio_compare, assert_mode)
-    pool = get_pool(_sandbox_config(sandbox, workers, require_isolation))
+    pool = get_pool(_sandbox_config(sandbox, workers, isolation))
     results: list[CodeResult | None] = [None] * len(completions)
     jobs: dict[tuple[str, str], list[int]] = {}  # identical (program, tests) pairs run once
     parsed: dict[tuple[str, str], tuple[str, CodeTests]] = {}
@@ -604,17 +604,43 @@ def code_reward_details(
     return final
 
 
+def preflight(
+    *,
+    partial_credit: bool = False,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = 1024,
+    float_tol: float | None = None,
+    stdio_compare: str = "lines",
+    assert_mode: str = "isolated",
+    workers: int = 0,
+    isolation: str = "auto",
+    sandbox: SandboxConfig | dict[str, Any] | None = None,
+    **_: Any,
+) -> dict[str, str]:
+    """Check the code reward's options and this host's isolation before anything is generated or scored.
+
+    Returns what a run records next to the scores (``{"isolation": "landlock", "isolation_detail":
+    "Landlock ABI 7 + seccomp + rlimits"}``); raises ``ValueError`` for an invalid option and
+    ``SandboxUnavailableError`` (one sentence naming the ways out) when the chosen isolation cannot
+    work here. The scores that follow use exactly this isolation: the probe is cached per process.
+    """
+    _options(partial_credit, timeout_s, memory_mb, float_tol, stdio_compare, assert_mode)
+    return probe_isolation(_sandbox_config(sandbox, workers, isolation)).record()
+
+
 def code_reward(completions: Sequence[Any], tests: Any = None, **kwargs: Any) -> list[float]:
     """1.0 when the answer's program passes every case of its tests, else 0.0 (TRL GRPO contract).
 
     Keyword options: ``partial_credit`` (score the fraction of cases passed), ``timeout_s`` (wall
     seconds per run: one stdio case, all calls of a call test, or one check), ``memory_mb``,
     ``float_tol`` (numeric tolerance for outputs and return values), ``stdio_compare`` (``lines`` or
-    ``tokens``), ``assert_mode`` (``isolated`` or ``inprocess``), ``workers`` (sandboxes; 0 = CPUs),
-    ``require_isolation`` (raise ``SandboxUnavailableError`` instead of running without bubblewrap) and
-    ``sandbox`` (a ``SandboxConfig`` or a dict of its fields, for everything else).
-    Other keyword arguments (dataset columns, trainer state) are ignored. Never raises for a bad
-    completion or tests item (those score 0); an invalid option raises ``ValueError`` at the first call.
+    ``tokens``), ``assert_mode`` (``isolated`` or ``inprocess``), ``workers`` (sandboxes; 0 = two per CPU),
+    ``isolation`` (``auto``: bubblewrap, else Landlock; ``bubblewrap``; ``landlock``; ``none``, the
+    only way to run programs unisolated) and ``sandbox`` (a ``SandboxConfig`` or a dict of its fields,
+    for everything else). Other keyword arguments (dataset columns, trainer state) are ignored. Never
+    raises for a bad completion or tests item (those score 0); an invalid option raises ``ValueError``
+    and a host where the chosen isolation cannot work raises ``SandboxUnavailableError``, both at the
+    first call (or earlier, from :func:`preflight`).
     """
     return [r.score for r in code_reward_details(completions, tests, **kwargs)]
 

@@ -28,7 +28,9 @@ TRAINER_KWARGS = frozenset(
 
 @dataclass(frozen=True)
 class RewardSpec:
-    """Where a reward lives, whether calling it with arguments builds the reward (a factory), and its needs."""
+    """Where a reward lives, whether calling it with arguments builds the reward (a factory), and its needs:
+    the columns it reads, the check it needs before a run relies on it (``preflight``, "module:attribute",
+    called with the args)."""
 
     name: str
     target: str  # "module:attribute"
@@ -36,6 +38,7 @@ class RewardSpec:
     columns: tuple[str, ...] = ()  # dataset columns it cannot score a row without
     forwards_to: tuple[str, ...] = ()  # "module:attribute"s declaring the keyword arguments it passes on
     requires: tuple[str, ...] = ()  # arguments a caller must give that the signature leaves optional
+    preflight: str | None = None
 
     def load(self) -> Callable[..., Any]:
         return load(self.target)
@@ -50,6 +53,7 @@ _SPECS: dict[str, RewardSpec] = {
             "rewards.code:code_reward",
             columns=("tests",),
             forwards_to=("rewards.code:code_reward_details",),
+            preflight="rewards.code:preflight",
         ),
         RewardSpec("instruction", "rewards.instruction:instruction_reward", columns=("instruction_id_list",)),
         RewardSpec("ifbench", "rewards.ifbench:ifbench_reward", columns=("instruction_id_list",)),
@@ -132,10 +136,17 @@ def _spec(name: str) -> RewardSpec:
 
 
 class BoundReward:
-    """A reward with fixed keyword arguments; picklable (unlike a lambda) and named for TRL's logs."""
+    """A reward with fixed keyword arguments; picklable (unlike a lambda) and named for TRL's logs.
 
-    def __init__(self, fn: Callable[..., Any], name: str, kwargs: dict[str, Any]):
+    ``facts`` is what :func:`preflight` found (e.g. the code sandbox's isolation): a run records it
+    with the scores this reward gives.
+    """
+
+    def __init__(
+        self, fn: Callable[..., Any], name: str, kwargs: dict[str, Any], facts: dict[str, Any] | None = None
+    ):
         self.fn, self.__name__, self.kwargs = fn, name, dict(kwargs)
+        self.facts = dict(facts or {})
 
     def __call__(self, completions: list[Any], **columns: Any) -> list[float | None]:
         return self.fn(completions, **{**columns, **self.kwargs})
@@ -144,17 +155,33 @@ class BoundReward:
         return f"BoundReward({self.__name__}, {self.kwargs})"
 
 
+def preflight(name: str, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check reward ``name`` with ``args`` against this host before a run relies on it.
+
+    Returns what a run records next to the reward's scores (the code reward: ``isolation`` and
+    ``isolation_detail``; ``{}`` for rewards that need no check). Raises UnknownReward for an unknown
+    name, ``ValueError`` for an invalid argument, and the reward's own error, in one sentence, when it
+    cannot work here (the code reward: ``SandboxUnavailableError``). Called when a recipe is loaded.
+    """
+    spec = _spec(name)
+    if spec.preflight is None:
+        return {}
+    return dict(load(spec.preflight)(**dict(args or {})))
+
+
 def build_reward(name: str, args: Mapping[str, Any] | None = None) -> Callable[..., Any]:
     """The reward ``name`` (a registry name or ``module:function``) bound to ``args``.
 
     A factory is called with ``args``; a function gets them bound (a :class:`BoundReward` named after
-    the reward), or is returned as it is without any.
+    the reward), or is returned as it is without any. Runs :func:`preflight` first, so a reward that
+    cannot work here fails now, before any generation; what it found travels as the reward's ``facts``.
     """
     spec, args = _spec(name), dict(args or {})
+    facts = preflight(name, args)
     fn = spec.load()
     if spec.factory:
         return fn(**args)
-    return BoundReward(fn, name.rpartition(":")[2], args) if args else fn
+    return BoundReward(fn, name.rpartition(":")[2], args, facts) if args or facts else fn
 
 
 def describe_rewards() -> list[tuple[str, str, str]]:

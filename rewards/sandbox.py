@@ -1,4 +1,4 @@
-"""Run untrusted programs: a pool of bubblewrap sandboxes, each hosting a pre-warmed Python zygote.
+"""Run untrusted programs: a pool of isolated sandboxes, each hosting a pre-warmed Python zygote.
 
 Why this shape: a GRPO step scores hundreds of model-written programs. Starting a fresh interpreter per
 program costs 10-40 ms before the program does anything, and isolating it costs more; a zygote that has
@@ -6,47 +6,47 @@ already imported the usual modules forks a child in about a millisecond. So each
 long-lived sandbox whose zygote (``rewards/sandbox_worker.py``) forks one child per program, and the
 pool runs as many workers as there are CPUs.
 
-Layers, outermost first, and what each one stops:
+Isolation is a ladder (``rewards/sandbox_layers.py``), probed once per process and configuration with
+a self-test, strongest layer first:
 
-1. **Privilege drop** (only when this process is root): the sandbox is started as an unprivileged host
-   uid (65534), because the kernel never enforces ``RLIMIT_NPROC`` for uid 0 -- without it a fork bomb
-   is bounded only by the host's PID table.
-2. **bubblewrap** (``/usr/bin/bwrap``): new user, PID, network, IPC, UTS and cgroup namespaces
-   (``--unshare-all``); no network at all (only a down loopback), so nothing on the host -- not even a
-   server on 127.0.0.1 -- is reachable; a root made of read-only binds of ``/usr``, the ``/lib*`` links,
-   a few ``/etc`` files and the Python installation (``sys.base_prefix``), and nothing else: neither the
-   project, ``/work``, ``/root`` nor ``$HOME`` exist inside; ``--clearenv`` with a minimal environment
-   (no ``WANDB_API_KEY``, ``HF_TOKEN`` or anything else of ours); the only writable places are a
-   size-capped private tmpfs on ``/tmp`` and ``/dev/shm``; ``--disable-userns`` (no nested namespaces),
-   ``--new-session`` (no terminal injection) and ``--die-with-parent`` (the sandbox dies with us).
-3. **Zygote, per program**: a forked child with its own session and process group, an empty scratch
-   directory, stdio on memfds, and rlimits on CPU seconds, address space, processes, file size, open
-   files and core dumps. The zygote enforces the wall clock and the program's total resident memory,
-   then kills every process left in the sandbox and wipes the scratch space before the next program.
-   The zygote is non-dumpable, so programs cannot ptrace it or read its memory.
-4. **This module**: a deadline on every request; a sandbox that misses it, dies, or reports anything
-   suspicious (processes left behind, SysV IPC objects, an unwipeable file) is killed and replaced,
-   and every sandbox is replaced after ``programs_per_sandbox`` programs anyway.
+1. **bubblewrap** (``isolation: bubblewrap``): the zygote runs in new user, PID, network, IPC, UTS and
+   cgroup namespaces with no network, a root of read-only binds (``/usr``, the ``/lib*`` links, a few
+   ``/etc`` files, the Python installation -- not the project, ``/work``, ``/root`` or ``$HOME``), a
+   cleared environment, size-capped private ``/tmp`` and ``/dev/shm``, no nested namespaces, a new
+   session, and death with its parent. When this process is root, a launcher first drops to an
+   unprivileged uid (65534), because the kernel never enforces ``RLIMIT_NPROC`` for uid 0.
+2. **Landlock** (``isolation: landlock``; no privileges, no namespaces): the zygote runs on the host
+   with a scrubbed environment, and every child confines itself before the program starts -- a
+   Landlock domain (read the runtime, write only the scratch directory, no TCP, signals and abstract
+   sockets only within the domain) and a seccomp filter (no sockets, no new processes, signals to
+   itself only, no ptrace, no file metadata changes, no host IPC); capabilities dropped when root.
+3. **none**: rlimits, a scrubbed environment and a private working directory. Only when a recipe or
+   the CLI asks for it by name (``isolation: none``); ``auto`` (the default) tries 1 then 2 and
+   otherwise refuses with :class:`SandboxUnavailableError`, one sentence naming the ways out.
+
+Then, whatever the layer: the **zygote, per program** -- a forked child with its own session and
+process group, an empty scratch directory, stdio on memfds, and rlimits on CPU seconds, address space,
+processes, file size, open files and core dumps; the zygote enforces the wall clock, the run's total
+resident memory (in a namespace) or its scratch space (outside one), then kills every process left
+and wipes the scratch space before the next program. The zygote is non-dumpable, so programs cannot
+ptrace it or read its memory. And **this module**: a deadline on every request; a sandbox that misses
+it, dies, or reports anything suspicious (processes left behind, SysV IPC objects, an unwipeable
+file) is killed and replaced, and every sandbox is replaced after ``programs_per_sandbox`` programs.
 
 Trade-off of the zygote: programs that run one after another in the same worker share a sandbox. They
-never run at the same time, and between them every process is killed and ``/tmp`` and ``/dev/shm``
-are wiped, so a program can neither see another's files nor disturb its processes. What can persist
-inside one sandbox is state a program plants deliberately outside those (POSIX message queues, which
-need ctypes to create); none of it carries expected outputs, which never enter any sandbox. Setting
-``programs_per_sandbox=1`` gives every program a brand-new sandbox at the cost of a start-up per
-program (see ``bench/bench_code.py``).
-
-Where bubblewrap is missing or fails its self-test (e.g. unprivileged user namespaces are disabled),
-the pool falls back to the zygote alone -- rlimits, a scrubbed environment and a private temporary
-working directory -- after one warning, or refuses with :class:`SandboxUnavailableError` when
-``require_isolation=True``. That fallback does not stop a program from reading or writing files the
-user can, or from reaching the network.
+never run at the same time, and between them every process is killed and the writable places are
+wiped, so a program can neither see another's files nor disturb its processes. What can persist
+inside one bubblewrap sandbox is state a program plants deliberately outside those (POSIX message
+queues, which need ctypes to create; the Landlock layer's filter refuses them); none of it carries
+expected outputs, which never enter any sandbox. Setting ``programs_per_sandbox=1`` gives every
+program a brand-new sandbox at the cost of a start-up per program (see ``bench/bench_code.py``).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import difflib
 import fcntl
 import json
 import logging
@@ -56,17 +56,25 @@ import queue
 import select
 import shutil
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from rewards import sandbox_worker
+from rewards.sandbox_layers import (
+    CHOICES,
+    PROBE,
+    Choice,
+    Mode,
+    candidates,
+    expected_probe,
+    resolve_bwrap,
+    zygote_command,
+)
 from rewards.sandbox_worker import frame
 
 logger = logging.getLogger(__name__)
@@ -109,12 +117,11 @@ DEFAULT_PRELOAD: tuple[str, ...] = (
 )
 
 NOBODY = 65534
-_WORKER_SOURCE = Path(sandbox_worker.__file__).read_text()
 _GRACE_S = 10.0  # per-request slack on top of the program's wall limit (cleanup, transfer)
 
 
 class SandboxUnavailableError(RuntimeError):
-    """Isolation was required but bubblewrap is unavailable or fails its self-test."""
+    """No isolating layer works here, and running without isolation was not asked for by name."""
 
 
 class SandboxStartError(RuntimeError):
@@ -133,12 +140,13 @@ class Limits:
     open_files: int = 256
     output_bytes: int = 8 << 20  # stdout returned for comparison; more than this fails the case
 
-    def wire(self, isolation: Isolation) -> dict[str, Any]:
-        """The limits as the zygote reads them."""
+    def wire(self, mode: str) -> dict[str, Any]:
+        """The limits as the zygote of an isolation ``mode`` reads them."""
         cpu = self.cpu_s if self.cpu_s is not None else self.wall_s
         # In a user namespace RLIMIT_NPROC counts the sandbox's own processes: bwrap's init, the zygote
-        # and, for isolated asserts, the checker. Outside one it would count every process of the user.
-        nproc = self.max_processes + 3 if isolation.mode == "bwrap" else 0
+        # and, for isolated asserts, the checker. Outside one it would count every process of the user
+        # (the Landlock layer's seccomp filter allows threads only, no processes).
+        nproc = self.max_processes + 3 if mode == "bwrap" else 0
         return {
             "wall_s": float(self.wall_s),
             "cpu_s": max(1, math.ceil(cpu)),
@@ -156,27 +164,41 @@ class SandboxConfig:
 
     workers: int = 0  # 0: default_workers()
     programs_per_sandbox: int = 256  # replace a sandbox after this many programs (1: fresh every time)
-    tmpfs_mb: int = 256  # size of the private /tmp
+    isolation: Choice = "auto"  # auto (bubblewrap, else Landlock), bubblewrap, landlock, or none by name
+    tmpfs_mb: int = 256  # size of the private /tmp (bubblewrap); scratch space cap (other layers)
     shm_mb: int = 64  # size of the private /dev/shm
-    require_isolation: bool = False
     bwrap: str | None = None  # default: $CASCADE_SANDBOX_BWRAP, else `bwrap` on PATH
     extra_ro_binds: tuple[str, ...] = ()  # more host paths to expose read-only at the same place
     extra_python_paths: tuple[str, ...] = ()  # bound read-only and appended to sys.path inside
     preload: tuple[str, ...] = DEFAULT_PRELOAD
     unprivileged_uid: int = NOBODY
+    landlock_abi: int = 0  # 0: the kernel's; N: at most ABI N (same guarantees on older kernels)
     start_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.isolation not in CHOICES:
+            close = difflib.get_close_matches(str(self.isolation), list(CHOICES), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(
+                f"sandbox isolation must be one of {', '.join(CHOICES)}, got {self.isolation!r}{hint}"
+            )
 
 
 @dataclass(frozen=True)
 class Isolation:
-    """What the sandboxes of this process actually provide, as found by the self-test."""
+    """What the sandboxes of a pool provide, as found by the self-test; recorded with every score."""
 
-    mode: Literal["bwrap", "bwrap-root", "none"]
-    detail: str
+    mode: Mode  # bwrap, bwrap-root, landlock, none
+    detail: str  # one line for logs, ledgers and reports
+    landlock_abi: int = 0
 
     @property
     def isolated(self) -> bool:
         return self.mode != "none"
+
+    def record(self) -> dict[str, str]:
+        """The fields a ledger, an evaluation record or a summary line stores."""
+        return {"isolation": self.mode, "isolation_detail": self.detail}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -214,7 +236,7 @@ class _Spawner:
 _state_lock = threading.Lock()
 _spawner: _Spawner | None = None
 _pools: dict[tuple[SandboxConfig, str], SandboxPool] = {}
-_probes: dict[tuple, Isolation] = {}
+_probes: dict[tuple, Isolation | SandboxUnavailableError] = {}
 
 
 def _get_spawner() -> _Spawner:
@@ -237,125 +259,6 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 # ----------------------------------------------------------------------------------------------------
-# Commands
-# ----------------------------------------------------------------------------------------------------
-
-
-def _python_layout(config: SandboxConfig) -> tuple[str, list[str], list[str]]:
-    """(interpreter, directories to bind, sys.path additions) for the interpreter of this process.
-
-    A virtualenv's ``bin/python`` is a link into the base installation; the sandbox runs the base
-    interpreter with its own site-packages, never the venv (which lives inside the project tree).
-    """
-    exe = os.path.realpath(sys.executable)
-    binds = sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix)})
-    if not any(exe.startswith(prefix + os.sep) for prefix in binds):
-        binds.append(os.path.dirname(exe))
-    paths = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})
-    site_paths = list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
-    site_paths = [p for p in site_paths if os.path.isdir(p)] + list(config.extra_python_paths)
-    binds += [os.path.realpath(p) for p in (*config.extra_python_paths, *config.extra_ro_binds)]
-    return exe, binds, site_paths
-
-
-def _system_binds() -> list[str]:
-    """bubblewrap arguments for the read-only system view: /usr, the /lib* and /bin links, a few /etc files."""
-    args = ["--ro-bind", "/usr", "/usr"]
-    for path in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
-        if os.path.islink(path):
-            args += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            args += ["--ro-bind", path, path]
-    for path in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime"):
-        if os.path.exists(path):
-            args += ["--ro-bind", path, path]
-    return args
-
-
-def _bwrap_argv(config: SandboxConfig, bwrap: str, staged: dict[str, str] | None = None) -> list[str]:
-    """The full bubblewrap command line that starts one zygote.
-
-    ``staged`` maps bind sources to the paths a privilege-dropping launcher mounted them at.
-    """
-    exe, binds, site_paths = _python_layout(config)
-    uid = str(config.unprivileged_uid)
-    argv = [
-        bwrap,
-        "--unshare-all",
-        "--unshare-user",
-        "--disable-userns",
-        "--die-with-parent",
-        "--new-session",
-        "--clearenv",
-        "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
-        "--setenv", "HOME", "/tmp",
-        "--setenv", "TMPDIR", "/tmp",
-        "--setenv", "LANG", "C.UTF-8",
-        "--setenv", "LC_ALL", "C.UTF-8",
-        "--setenv", "USER", "sandbox",
-        "--uid", uid,
-        "--gid", uid,
-        "--hostname", "sandbox",
-    ]  # fmt: skip
-    argv += _system_binds()
-    for path in binds:
-        argv += ["--ro-bind", (staged or {}).get(path, path), path]
-    argv += [
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--size", str(config.tmpfs_mb << 20), "--tmpfs", "/tmp",
-        "--size", str(config.shm_mb << 20), "--tmpfs", "/dev/shm",
-        "--remount-ro", "/dev",
-        "--remount-ro", "/",
-        "--chdir", "/tmp",
-    ]  # fmt: skip
-    zygote = {
-        "namespaced": True,
-        "scratch": "/tmp",
-        "wipe": ["/tmp", "/dev/shm"],
-        "site_paths": site_paths,
-        "preload": _preload(config),
-    }
-    return [*argv, "--", exe, "-I", "-S", "-c", _WORKER_SOURCE, "zygote", json.dumps(zygote)]
-
-
-def _preload(config: SandboxConfig) -> list[str]:
-    """Modules the zygote imports up front: pointless when a sandbox serves a single program."""
-    return list(config.preload) if config.programs_per_sandbox > 1 else []
-
-
-def _command(config: SandboxConfig, mode: str, scratch: str | None) -> tuple[list[str], str, dict[str, str]]:
-    """(argv, cwd, env) that start one zygote in ``mode``."""
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/"}
-    exe, binds, site_paths = _python_layout(config)
-    bwrap = resolve_bwrap(config)
-    if mode == "bwrap" and os.geteuid() == 0:
-        # Root: a launcher (still root) stages the bind sources where the unprivileged uid can reach
-        # them, drops to that uid and executes bubblewrap (see sandbox_worker.launch_main).
-        staged = {src: f"/tmp/{i}" for i, src in enumerate(binds)}
-        launch = {
-            "stage": "/tmp",
-            "stage_sources": binds,
-            "uid": config.unprivileged_uid,
-            "gid": config.unprivileged_uid,
-            "argv": _bwrap_argv(config, bwrap, staged),
-        }
-        return [exe, "-I", "-S", "-c", _WORKER_SOURCE, "launch", json.dumps(launch)], "/", env
-    if mode in ("bwrap", "bwrap-root"):
-        return _bwrap_argv(config, bwrap), "/", env
-    assert scratch is not None
-    zygote = {
-        "namespaced": False,
-        "scratch": scratch,
-        "wipe": [scratch],
-        "site_paths": site_paths,
-        "preload": _preload(config),
-    }
-    env.update(HOME=scratch, TMPDIR=scratch)
-    return [exe, "-I", "-S", "-c", _WORKER_SOURCE, "zygote", json.dumps(zygote)], scratch, env
-
-
-# ----------------------------------------------------------------------------------------------------
 # One worker: one sandbox process at a time
 # ----------------------------------------------------------------------------------------------------
 
@@ -372,6 +275,7 @@ class _Worker:
         self._errors: Any = None
         self._buffer = bytearray()
         self._ready = False
+        self.hello: dict[str, Any] = {}  # the zygote's greeting (pid, uid, Python, Landlock ABI)
 
     # -------------------------------------------------------------- life cycle
     def start(self) -> None:
@@ -382,9 +286,9 @@ class _Worker:
     def launch(self) -> None:
         """Start a sandbox process without waiting for it (its start-up overlaps other work)."""
         self.stop()
-        if self.mode == "none":
+        if self.mode in ("landlock", "none"):  # no private /tmp: a host directory, wiped and removed
             self._scratch = tempfile.mkdtemp(prefix="cascade-sandbox-")
-        argv, cwd, env = _command(self.config, self.mode, self._scratch)
+        argv, cwd, env = zygote_command(self.config, self.mode, self._scratch)
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the sandbox
         self.proc = _get_spawner().popen(
             argv,
@@ -412,7 +316,7 @@ class _Worker:
             reason = self.stderr_text() or "no handshake"
             self.stop()
             raise SandboxStartError(f"sandbox ({self.mode}) did not start: {reason.strip()[-2000:]}")
-        self._ready = True
+        self._ready, self.hello = True, hello
 
     def stderr_text(self) -> str:
         if self._errors is None:
@@ -542,111 +446,129 @@ class _Worker:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Self-test
+# Self-test and the isolation ladder
 # ----------------------------------------------------------------------------------------------------
 
 
-def resolve_bwrap(config: SandboxConfig) -> str:
-    """The bubblewrap executable ``config`` asks for ("" when none is found)."""
-    return config.bwrap or os.environ.get("CASCADE_SANDBOX_BWRAP") or shutil.which("bwrap") or ""
+def _self_test(config: SandboxConfig, mode: str) -> tuple[str | None, int]:
+    """Start a sandbox in ``mode`` and check what a program inside sees.
 
-
-def _candidate_modes(config: SandboxConfig) -> list[str]:
-    bwrap = resolve_bwrap(config)
-    if not bwrap or not os.access(bwrap, os.X_OK):
-        return []
-    return ["bwrap", "bwrap-root"] if os.geteuid() == 0 else ["bwrap"]
-
-
-_PROBE = """
-import json, os, socket
-print(json.dumps({
-    "uid": os.getuid(),
-    "interfaces": sorted(name for _, name in socket.if_nameindex()),
-    "hostname": socket.gethostname(),
-    "sees_project": os.path.exists(PROJECT),
-    "sees_secrets": any(k in os.environ for k in ("WANDB_API_KEY", "HF_TOKEN")),
-}))
-"""
-
-
-def _self_test(config: SandboxConfig, mode: str) -> str | None:
-    """Start a sandbox in ``mode`` and check what a program inside sees; None when all is as designed."""
+    Returns (None when all is as designed, else what is wrong; the Landlock ABI the zygote reported).
+    """
     worker = _Worker(replace(config, preload=()), mode)
     project = str(Path(__file__).resolve().parent.parent)
     message = {
         "op": "run",
         "mode": "stdio",
-        "code": _PROBE.replace("PROJECT", repr(project)),
+        "code": PROBE.replace("PROJECT", repr(project)),
         "stdin": "",
-        "limits": Limits(wall_s=10).wire(Isolation(mode, "")),  # type: ignore[arg-type]
+        "limits": Limits(wall_s=10).wire(mode),
     }
     try:
         worker.start()
+        abi = int(worker.hello.get("landlock_abi") or 0)
         response = worker.request(message, timeout_s=config.start_timeout_s)
     except (SandboxStartError, OSError, ValueError) as exc:
-        return str(exc)
+        return str(exc), 0
     finally:
         worker.stop()
     out = str((response.get("attachments") or {}).get("stdout", ""))
     try:
         seen = json.loads(out)
     except ValueError:
-        return f"probe program failed: {response.get('status')} {out!r} {response.get('stderr', '')!r}"
-    expected = {
-        "uid": config.unprivileged_uid,
-        "interfaces": ["lo"],
-        "hostname": "sandbox",
-        "sees_project": False,
-        "sees_secrets": False,
-    }
-    wrong = {k: v for k, v in seen.items() if expected.get(k) != v}
-    return f"the sandbox is not isolated as designed: {wrong}" if wrong else None
+        return f"probe program failed: {response.get('status')} {out!r} {response.get('stderr', '')!r}", abi
+    wrong = {k: seen.get(k) for k, v in expected_probe(config, mode).items() if seen.get(k) != v}
+    return (f"a program inside is not isolated as designed: {wrong}" if wrong else None), abi
+
+
+def _describe(mode: str, abi: int) -> str:
+    """The one-line description recorded with the scores of a pool in ``mode``."""
+    if mode == "bwrap":
+        return "bubblewrap (user, PID, network, IPC namespaces; read-only root) + rlimits"
+    if mode == "bwrap-root":
+        return "bubblewrap as root (namespaces; read-only root) + rlimits, no process limit"
+    if mode == "landlock":
+        # Each guarantee newer ABIs add in the kernel, the seccomp filter also gives; say which ones
+        # rest on the filter alone on this kernel.
+        alone = [what for since, what in ((4, "TCP"), (6, "signals, abstract sockets")) if abi < since]
+        note = f" (seccomp alone for {'; '.join(alone)})" if alone else ""
+        return f"Landlock ABI {abi} + seccomp + rlimits{note}"
+    return "none, asked for by name: rlimits and a private working directory only"
+
+
+def _refusal(choice: str, failures: list[str]) -> SandboxUnavailableError:
+    reasons = "; ".join(failure if len(failure) < 300 else failure[:297] + "..." for failure in failures)
+    return SandboxUnavailableError(
+        f"the code sandbox cannot isolate programs with isolation '{choice}' ({reasons}): install "
+        "bubblewrap, enable unprivileged user namespaces, or set the code reward's 'isolation: none' "
+        "(recipe args; '--arg isolation=none' for python -m rewards score) to run model-written "
+        "programs without isolation"
+    )
 
 
 def probe_isolation(config: SandboxConfig | None = None) -> Isolation:
-    """Which isolation works on this host (tested once per process and configuration, then cached).
+    """The isolation ``config`` gets on this host: the first layer of its ladder that passes its self-test.
 
-    Logs one warning when programs will run without bubblewrap, or with bubblewrap as root.
+    Tested once per process and configuration, then cached. Raises :class:`SandboxUnavailableError`
+    (one sentence naming the ways out) when no layer works, unless ``isolation`` is ``"none"``: running
+    unisolated is never a fallback, only a choice made by name.
     """
     config = config or SandboxConfig()
-    key = (resolve_bwrap(config), config.extra_ro_binds, config.extra_python_paths, config.unprivileged_uid)
+    key = (
+        config.isolation,
+        resolve_bwrap(config),
+        config.extra_ro_binds,
+        config.extra_python_paths,
+        config.unprivileged_uid,
+        config.tmpfs_mb,
+        config.landlock_abi,
+    )
     with _state_lock:
-        if key in _probes:
-            return _probes[key]
-    failures = []
-    result: Isolation | None = None
-    for mode in _candidate_modes(config):
-        reason = _self_test(config, mode)
-        if reason is None:
-            result = Isolation(mode, "bubblewrap sandbox" + (" as root" if mode == "bwrap-root" else ""))  # type: ignore[arg-type]
-            break
-        failures.append(f"{mode}: {reason}")
-    if result is None:
-        why = (
-            "; ".join(failures)
-            if failures
-            else f"no executable bubblewrap ({resolve_bwrap(config) or 'bwrap on PATH'})"
+        found = _probes.get(key)
+    if found is None:
+        found, skipped = _walk_ladder(config)
+        with _state_lock:
+            first = key not in _probes
+            found = _probes.setdefault(key, found)
+        if first and isinstance(found, Isolation):
+            _log_choice(config, found, skipped)
+    if isinstance(found, SandboxUnavailableError):
+        raise SandboxUnavailableError(*found.args)
+    return found
+
+
+def _walk_ladder(config: SandboxConfig) -> tuple[Isolation | SandboxUnavailableError, list[str]]:
+    """(the first layer that works, or the refusal; why each layer before it was passed over)."""
+    if config.isolation == "none":
+        return Isolation("none", _describe("none", 0)), []
+    failures: list[str] = []
+    for layer in CHOICES[config.isolation]:
+        modes, why = candidates(config, layer)
+        if not modes:
+            failures.append(f"{layer}: {why}")
+        for mode in modes:
+            reason, abi = _self_test(config, mode)
+            if reason is None:
+                return Isolation(mode, _describe(mode, abi), abi), failures  # type: ignore[arg-type]
+            failures.append(f"{mode}: {reason}")
+    return _refusal(config.isolation, failures), failures
+
+
+def _log_choice(config: SandboxConfig, isolation: Isolation, skipped: list[str]) -> None:
+    if isolation.mode == "none":
+        logger.warning(
+            "Code sandbox: isolation 'none' was asked for; model-written programs run with rlimits and a "
+            "private working directory only -- they can read and write what this user can and use the network."
         )
-        result = Isolation("none", why)
-    with _state_lock:
-        if key not in _probes:
-            _probes[key] = result
-            if result.mode == "none":
-                logger.warning(
-                    "Code sandbox: bubblewrap is unavailable (%s); untrusted programs will run with rlimits, "
-                    "a scrubbed environment and a private working directory only -- no filesystem or "
-                    "network isolation. Pass require_isolation=True to refuse instead.",
-                    why,
-                )
-            elif result.mode == "bwrap-root":
-                logger.warning(
-                    "Code sandbox: could not drop to uid %d before starting bubblewrap (%s); sandboxes run "
-                    "as host root, where the kernel does not enforce the process-count limit.",
-                    config.unprivileged_uid,
-                    failures[0] if failures else "",
-                )
-        return _probes[key]
+    elif isolation.mode == "bwrap-root":
+        logger.warning(
+            "Code sandbox: could not drop to uid %d before starting bubblewrap; sandboxes run as host root "
+            "inside their namespaces, where the kernel does not enforce the process-count limit.",
+            config.unprivileged_uid,
+        )
+    else:
+        passed_over = f"; passed over: {'; '.join(skipped)}" if skipped else ""
+        logger.info("Code sandbox isolation: %s (%s)%s", isolation.mode, isolation.detail, passed_over)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -661,11 +583,17 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: Sandboxes per CPU. A program passes between the reward process, the zygote and (for assert tests)
+#: the solution and checker processes, which leaves its core idle at every hand-off; a second sandbox
+#: per core fills those gaps (bench/bench_code.py: about a quarter more programs/s on 2 cores).
+SANDBOXES_PER_CPU = 2
+
+
 def default_workers() -> int:
-    """``$CASCADE_SANDBOX_WORKERS`` if set, else this process's share of the CPUs.
+    """``$CASCADE_SANDBOX_WORKERS`` if set, else two sandboxes per CPU of this process's share.
 
     Under torchrun/accelerate every rank of a node scores its own completions, so each takes
-    ``CPUs / LOCAL_WORLD_SIZE`` sandboxes rather than all of them.
+    ``2 * CPUs / LOCAL_WORLD_SIZE`` sandboxes rather than all of them.
     """
     value = os.environ.get("CASCADE_SANDBOX_WORKERS")
     if value:
@@ -674,7 +602,7 @@ def default_workers() -> int:
         ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:
         ranks = 1
-    return max(1, available_cpus() // ranks)
+    return max(1, SANDBOXES_PER_CPU * available_cpus() // ranks)
 
 
 @dataclass
@@ -692,11 +620,7 @@ class SandboxPool:
     size: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.isolation = probe_isolation(self.config)
-        if self.config.require_isolation and not self.isolation.isolated:
-            raise SandboxUnavailableError(
-                f"the code sandbox requires bubblewrap isolation, which is unavailable: {self.isolation.detail}"
-            )
+        self.isolation = probe_isolation(self.config)  # raises SandboxUnavailableError
         self.size = self.config.workers or default_workers()
         self._workers = [_Worker(self.config, self.isolation.mode) for _ in range(self.size)]
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
@@ -713,7 +637,7 @@ class SandboxPool:
         """
         if self._closed:
             return {"status": "sandbox_error", "error": "the sandbox pool is closed"}
-        message = {**request, "op": "run", "limits": limits.wire(self.isolation)}
+        message = {**request, "op": "run", "limits": limits.wire(self.isolation.mode)}
         worker = self._idle.get()
         try:
             return worker.request(message, timeout_s=float(limits.wall_s) + _GRACE_S, payload=payload)
@@ -750,6 +674,28 @@ class SandboxPool:
     def stats(self) -> dict[str, int]:
         """Sandbox starts and programs run so far (for benchmarks and logs)."""
         return {"workers": self.size, "starts": sum(w.starts for w in self._workers)}
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the live sandboxes' processes so far, with what they reaped (for benchmarks).
+
+        Every process under a worker's sandbox counts, bubblewrap's namespaced ones included (they
+        are the host's processes too); a sandbox already replaced no longer does.
+        """
+        roots = {w.proc.pid for w in self._workers if w.proc is not None}
+        parents: dict[int, int] = {}
+        times: dict[int, float] = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid, fields in sandbox_worker.process_stats():
+            parents[pid] = int(fields[1])
+            times[pid] = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+        total = 0.0
+        for pid, seconds in times.items():
+            ancestor = pid
+            while ancestor > 1 and ancestor not in roots:
+                ancestor = parents.get(ancestor, 0)
+            if ancestor in roots:
+                total += seconds
+        return total
 
     def close(self) -> None:
         self._closed = True

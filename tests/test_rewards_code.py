@@ -438,7 +438,7 @@ def test_details_report_cases() -> None:
     assert (
         [c.status for c in half.cases] == ["passed", "wrong_answer"] and half.passed == 1 and half.total == 2
     )
-    assert half.isolation in ("bwrap", "bwrap-root", "none") and "wrong_answer" in half.error
+    assert half.isolation in ("bwrap", "bwrap-root", "landlock") and "wrong_answer" in half.error
     assert {c.status for c in stuck.cases} == {"timeout"} and stuck.score == 0.0
     assert json.loads(json.dumps(half.to_dict()))["cases"][1]["status"] == "wrong_answer"
 

@@ -1,9 +1,14 @@
-"""Hostile programs against the code sandbox.
+"""Hostile programs against the code sandbox, under each isolating layer.
 
 Every program here attacks the host or the harness. Each must score 0, end within its limit, and leave
-the host as it was: sentinel files unchanged, nothing new next to them, no process it started still
-alive (found by a marker in /proc/*/cmdline), no connection accepted by a listening socket, a bystander
-process alive, and the sandbox pool still scoring the next honest program correctly.
+the host as it was: no process it started still alive (found by a marker in /proc/*/cmdline), sentinel
+files unchanged (content, mode and time), nothing new next to them, no connection accepted and no
+datagram received by listening sockets (TCP and UDP on 127.0.0.1, an abstract and a path UNIX socket),
+a bystander process alive, and the sandbox pool still scoring the next honest program correctly.
+
+The whole battery runs once per layer of the isolation ladder, forced by the code reward's
+``isolation`` argument: ``bubblewrap`` and ``landlock`` (what a host without bubblewrap gets). A layer
+this host lacks is skipped, except under CI (``$CI`` set), where both must run.
 
 Where an attack could "succeed" by printing something, the test's expected output is exactly what the
 program prints when the attack succeeds, so a score of 0 means the attack failed.
@@ -11,7 +16,6 @@ program prints when the attack succeeds, so a score of 0 means the attack failed
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import socket
@@ -26,22 +30,28 @@ from pathlib import Path
 import pytest
 
 from rewards.code import code_reward, code_reward_details
-from rewards.sandbox import (
-    Limits,
-    SandboxConfig,
-    SandboxPool,
-    SandboxUnavailableError,
-    probe_isolation,
-    shutdown_pools,
-)
+from rewards.sandbox import SandboxConfig, SandboxUnavailableError, probe_isolation, shutdown_pools
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = f"hostile{uuid.uuid4().hex[:12]}"  # in the command line of every process a hostile program starts
 SECRET = f"secret-{uuid.uuid4().hex}"
+REAL_HOME = os.path.expanduser("~")  # before the host fixture points $HOME at a bait directory
 OPTS = {"timeout_s": 2.0, "workers": 2, "memory_mb": 256}
+LAYER_MODES = {"bubblewrap": ("bwrap", "bwrap-root"), "landlock": ("landlock",)}  # what results record
 
-# Everything but the fallback tests at the end needs a working bubblewrap sandbox.
-needs_bwrap = pytest.mark.skipif(not probe_isolation().isolated, reason="bubblewrap sandbox unavailable here")
+
+@pytest.fixture(scope="module", params=["bubblewrap", "landlock"])
+def opts(request: pytest.FixtureRequest) -> dict:
+    """The code reward's options with the isolation layer forced (the battery runs once per layer)."""
+    try:
+        probe_isolation(SandboxConfig(isolation=request.param))
+    except SandboxUnavailableError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(
+                f"CI runs the hostile battery under every layer, and {request.param} fails here: {exc}"
+            )
+        pytest.skip(f"{request.param} layer unavailable here: {exc}")
+    return {**OPTS, "isolation": request.param}
 
 
 @dataclass
@@ -51,18 +61,19 @@ class Host:
     tmp_dir: Path
     work_dir: Path  # inside the project tree (/work/...)
     home: Path
-    port: int
-    listener: socket.socket
+    listener: socket.socket  # TCP on 127.0.0.1
+    udp: socket.socket  # UDP on 127.0.0.1
+    abstract: socket.socket  # a UNIX socket in the abstract namespace
+    unix: socket.socket  # a UNIX socket bound to a path in tmp_dir
     bystander: subprocess.Popen
 
-    def files(self) -> dict[str, tuple[bytes, int]]:
+    def files(self) -> dict[str, tuple[bytes, int, int]]:
         state = {}
         for directory in (self.tmp_dir, self.work_dir, self.home):
             for path in sorted(directory.rglob("*")):
-                state[str(path)] = (
-                    path.read_bytes() if path.is_file() else b"<dir>",
-                    path.stat().st_mtime_ns,
-                )
+                info = path.lstat()
+                content = path.read_bytes() if path.is_file() else b"<other>"
+                state[str(path)] = (content, info.st_mtime_ns, info.st_mode)
         return state
 
     def fill(self, code: str) -> str:
@@ -70,10 +81,22 @@ class Host:
             code.replace("TMP_DIR", str(self.tmp_dir))
             .replace("WORK_DIR", str(self.work_dir))
             .replace("HOST_HOME", str(self.home))
-            .replace("PORT", str(self.port))
+            .replace("REAL_HOME", REAL_HOME)
+            .replace("UDP_PORT", str(self.udp.getsockname()[1]))
+            .replace("PORT", str(self.listener.getsockname()[1]))
+            .replace("ABSTRACT", self.abstract.getsockname()[1:].decode())
+            .replace("TRAINER_PID", str(os.getpid()))
+            .replace("BYSTANDER_PID", str(self.bystander.pid))
             .replace("MARK", MARK)
             .replace("ROOT", str(ROOT))
         )
+
+    def fill_options(self, options: dict) -> dict:
+        """Options may name host paths too (e.g. a directory exposed read-only)."""
+        sandbox = options.get("sandbox")
+        if not sandbox:
+            return options
+        return {**options, "sandbox": {k: [self.fill(v) for v in vs] for k, vs in sandbox.items()}}
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +113,22 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     os.environ.update(WANDB_API_KEY=SECRET, HF_TOKEN=SECRET, HOME=str(home))
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.setblocking(False)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    abstract.bind(f"\0cascade-{MARK}")
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(str(tmp_dir / "host.sock"))
+    for sock in (listener, abstract, unix):
+        sock.listen(16)
+    for sock in (listener, udp, abstract, unix):
+        sock.setblocking(False)
     bystander = subprocess.Popen(["sleep", "600"])
     try:
-        yield Host(tmp_dir, work_dir, home, listener.getsockname()[1], listener, bystander)
+        yield Host(tmp_dir, work_dir, home, listener, udp, abstract, unix, bystander)
     finally:
-        listener.close()
+        for sock in (listener, udp, abstract, unix):
+            sock.close()
         bystander.kill()
         bystander.wait()
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -122,14 +154,18 @@ def marked_processes() -> list[int]:
     return found
 
 
-def assert_host_untouched(host: Host, before: dict[str, tuple[bytes, int]]) -> None:
-    assert host.files() == before, "files on the host changed"
-    with pytest.raises(BlockingIOError):
-        host.listener.accept()  # no connection ever reached the host's loopback listener
+def assert_host_untouched(host: Host, before: dict[str, tuple[bytes, int, int]]) -> None:
+    # Processes first: a daemon left behind would change the files only later.
     deadline = time.monotonic() + 3
     while marked_processes() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marked_processes() == [], "a process started by the program is still running"
+    assert host.files() == before, "files on the host changed"
+    for sock in (host.listener, host.abstract, host.unix):
+        with pytest.raises(BlockingIOError):
+            sock.accept()  # no connection ever reached a listener of the host
+    with pytest.raises(BlockingIOError):
+        host.udp.recv(64)  # no datagram either
     assert host.bystander.poll() is None, "a host process was killed"
     assert os.environ["WANDB_API_KEY"] == SECRET
 
@@ -182,6 +218,16 @@ HOSTILE = [
     ),
     # Infinite loop.
     pytest.param("while True:\n    pass", stdio("ok"), {}, id="infinite-loop"),
+    # Disk bombs: files of the largest size allowed, or empty files, until something stops them.
+    *[
+        pytest.param(
+            f"i = 0\nwhile True:\n    try:\n        open(f'f{{i}}', 'wb'){action}\n    except OSError:\n        pass\n    i += 1",
+            stdio("ok"),
+            {},
+            id=name,
+        )
+        for name, action in [("disk-bomb", ".write(b'x' * (16 << 20))"), ("file-count-bomb", ".close()")]
+    ],
     # Busy processes left behind: a child in its own session (double fork) and a plain background shell.
     pytest.param(
         "import os, subprocess\nsubprocess.Popen(['sh', '-c', 'while :; do :; done # MARK'])\n"
@@ -189,6 +235,14 @@ HOSTILE = [
         stdio("ok"),
         {},
         id="leftover-processes",
+    ),
+    # A daemon that acts after the program has ended: double fork, new session, then a write to the host.
+    pytest.param(
+        "import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        "        os.execv('/bin/sh', ['sh', '-c', 'sleep 1; echo pwned > TMP_DIR/sentinel.txt # MARK'])\n    os._exit(0)\nprint('bye')",
+        stdio("ok"),
+        {},
+        id="daemon",
     ),
     # Writes and deletes outside the sandbox, by the host's own paths; prints PWNED if any worked.
     pytest.param(
@@ -208,6 +262,44 @@ HOSTILE = [
         {},
         id="read-env",
     ),
+    # Reads the trainer's environment through /proc: its own pid, the sandbox's parent, init.
+    pytest.param(
+        "import os\nfor pid in (TRAINER_PID, os.getppid(), 1):\n    try:\n        env = open(f'/proc/{pid}/environ', 'rb').read()\n"
+        "    except OSError:\n        continue\n    for item in env.split(b'\\0'):\n        if item.startswith(b'WANDB_API_KEY='):\n"
+        "            print(item.split(b'=', 1)[1].decode())",
+        stdio(SECRET),
+        {},
+        id="read-trainer-env",
+    ),
+    # Lists the user's home directory (the real one and the bait) and the project checkout.
+    pytest.param(
+        "import os\nseen = []\nfor d in ('REAL_HOME', 'HOST_HOME', 'ROOT', os.path.expanduser('~') + '/..'):\n"
+        "    try:\n        seen += os.listdir(d)\n    except OSError:\n        pass\n"
+        "print('PWNED' if {'credentials', 'pyproject.toml'} & set(seen) else 'safe')",
+        stdio("PWNED"),
+        {},
+        id="list-home-and-project",
+    ),
+    # Changes the metadata of host files: mode, times, owner.
+    pytest.param(
+        "import os\nhit = False\nfor act in (lambda p: os.chmod(p, 0o777), lambda p: os.utime(p, (0, 0)), lambda p: os.chown(p, 0, 0)):\n"
+        "    try:\n        act('TMP_DIR/sentinel.txt')\n        hit = True\n    except OSError:\n        pass\n"
+        "print('PWNED' if hit else 'safe')",
+        stdio("PWNED"),
+        {},
+        id="host-file-metadata",
+    ),
+    # Truncates a host file it may read (exposed read-only on purpose): by path, and by open(O_TRUNC)
+    # without write access, which Landlock only governs from ABI 3 on.
+    pytest.param(
+        "import os\nhit = False\npath = 'TMP_DIR/sentinel.txt'\n"
+        "for act in (lambda: os.truncate(path, 0), lambda: os.close(os.open(path, os.O_RDONLY | os.O_TRUNC)), lambda: open(path, 'r+').write('x')):\n"
+        "    try:\n        act()\n        hit = True\n    except OSError:\n        pass\n"
+        "print('PWNED' if hit and open(path).read() != 'untouched\\n' else 'safe')",
+        stdio("PWNED"),
+        {"sandbox": {"extra_ro_binds": ["TMP_DIR"]}},
+        id="truncate-readable-file",
+    ),
     # Reads a credentials file in our $HOME by its host path.
     pytest.param(
         "print(open('HOST_HOME/credentials').read().strip())", stdio(SECRET), {}, id="read-home-file"
@@ -225,8 +317,41 @@ HOSTILE = [
         {},
         id="network-loopback",
     ),
+    # UDP to a host socket on 127.0.0.1 (bubblewrap's own loopback accepts it: the host must not).
+    pytest.param(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.sendto(b'MARK', ('127.0.0.1', UDP_PORT))\nprint('bye')",
+        stdio("ok"),
+        {},
+        id="network-udp",
+    ),
+    # UNIX sockets of the host: one in the abstract namespace, one by path.
+    pytest.param(
+        "import socket\nhit = []\nfor address in ('\\0ABSTRACT', 'TMP_DIR/host.sock'):\n"
+        "    try:\n        socket.socket(socket.AF_UNIX).connect(address)\n        hit.append(address)\n    except OSError:\n        pass\n"
+        "print('PWNED' if hit else 'safe')",
+        stdio("PWNED"),
+        {},
+        id="network-unix",
+    ),
     # Kills its parent (the zygote in the sandbox, never the host process).
     pytest.param("import os\nos.kill(os.getppid(), 9)", stdio("ok"), {}, id="kill-parent"),
+    # Kills the trainer (this test process) and a bystander by pid, then sweeps every pid.
+    pytest.param(
+        "import os\ntry:\n    top = int(open('/proc/sys/kernel/pid_max').read())\nexcept OSError:\n    top = 1 << 22\n"
+        "hit = 0\nfor pid in [TRAINER_PID, BYSTANDER_PID, *range(1, top)]:\n"
+        "    if pid != os.getpid():\n        try:\n            os.kill(pid, 9)\n            hit += 1\n        except OSError:\n            pass\n"
+        "print('PWNED' if hit else 'safe')",
+        stdio("PWNED"),
+        {},
+        id="kill-trainer-and-sweep",
+    ),
+    # Debugs its parent.
+    pytest.param(
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nprint('PWNED' if libc.ptrace(16, os.getppid(), 0, 0) == 0 else 'safe')",
+        stdio("PWNED"),
+        {},
+        id="ptrace-parent",
+    ),
     # kill -9 -1: every process it may signal.
     pytest.param("import os\nos.kill(-1, 9)", stdio("ok"), {}, id="kill-all"),
     # The same through a shell.
@@ -381,9 +506,8 @@ HOSTILE = [
 ]
 
 
-@needs_bwrap
 @pytest.mark.parametrize("code, tests, options", HOSTILE)
-def test_hostile_program(host: Host, code: str, tests: dict, options: dict) -> None:
+def test_hostile_program(host: Host, opts: dict, code: str, tests: dict, options: dict) -> None:
     before = host.files()
     tests = (
         {**tests, "cases": [{**c, "output": host.fill(c["output"])} for c in tests["cases"]]}
@@ -391,13 +515,41 @@ def test_hostile_program(host: Host, code: str, tests: dict, options: dict) -> N
         else tests
     )
     started = time.monotonic()
-    details = code_reward_details([f"```python\n{host.fill(code)}\n```"], [tests], **{**OPTS, **options})
+    details = code_reward_details(
+        [f"```python\n{host.fill(code)}\n```"], [tests], **{**opts, **host.fill_options(options)}
+    )
     elapsed = time.monotonic() - started
     assert details[0].score == 0.0, details[0]
+    assert details[0].isolation in LAYER_MODES[opts["isolation"]], details[0]
     assert elapsed < OPTS["timeout_s"] + 8.0, f"took {elapsed:.1f}s"
     assert_host_untouched(host, before)
     # The pool recovers: the next honest program scores 1.
-    assert code_reward([HONEST[0]], [HONEST[1]], **OPTS) == [1.0]
+    assert code_reward([HONEST[0]], [HONEST[1]], **opts) == [1.0]
+
+
+# What Landlock ABI 1 (Linux 5.13) lacks -- TCP rules, signal and abstract-socket scoping, truncation --
+# the seccomp filter must provide on its own: the attacks aimed there, with the ABI pinned to 1.
+OLDEST_ABI_ATTACKS = {
+    "network-loopback", "network-udp", "network-unix", "kill-parent", "kill-all", "kill-trainer-and-sweep",
+    "ptrace-parent", "host-file-metadata", "truncate-readable-file", "write-outside", "read-home-file",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("code, tests, options", [p for p in HOSTILE if p.id in OLDEST_ABI_ATTACKS])
+def test_oldest_landlock_abi(host: Host, code: str, tests: dict, options: dict) -> None:
+    try:
+        probe_isolation(SandboxConfig(isolation="landlock", landlock_abi=1))
+    except SandboxUnavailableError as exc:
+        pytest.skip(f"landlock layer unavailable here: {exc}")
+    options = host.fill_options(options)
+    sandbox = {**options.get("sandbox", {}), "landlock_abi": 1}
+    opts = {**OPTS, "isolation": "landlock", **options, "sandbox": sandbox}
+    before = host.files()
+    tests = {**tests, "cases": [{**c, "output": host.fill(c["output"])} for c in tests["cases"]]}
+    details = code_reward_details([f"```python\n{host.fill(code)}\n```"], [tests], **opts)
+    assert details[0].score == 0.0, details[0]
+    assert probe_isolation(SandboxConfig(isolation="landlock", landlock_abi=1)).landlock_abi == 1
+    assert_host_untouched(host, before)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -409,7 +561,8 @@ SEARCH = (
     "import os, gc, sys\n"
     "def search():\n"
     "    places = [' '.join(sys.argv), str(dict(os.environ))]\n"
-    "    for pid in os.listdir('/proc'):\n"
+    "    try:\n        pids = os.listdir('/proc')\n    except OSError:\n        pids = []\n"
+    "    for pid in pids:\n"
     "        for name in ('cmdline', 'environ'):\n"
     "            try:\n                places.append(open(f'/proc/{pid}/{name}', 'rb').read().decode('latin-1'))\n"
     "            except OSError:\n                pass\n"
@@ -418,17 +571,22 @@ SEARCH = (
     "            for f in files:\n"
     "                try:\n                    places.append(open(os.path.join(d, f), 'rb').read().decode('latin-1'))\n"
     "                except OSError:\n                    pass\n"
+    "    for fd in range(64):\n"
+    "        try:\n            places.append(os.pread(fd, 1 << 20, 0).decode('latin-1'))\n"
+    "        except OSError:\n            pass\n"
     "    places += [o for o in gc.get_objects() if isinstance(o, str)]\n"
     "    for obj in gc.get_objects():\n"
     "        if isinstance(obj, dict):\n            places += [v for v in obj.values() if isinstance(v, str)]\n"
+    "        code = getattr(obj, '__code__', None)\n"
+    "        if code is not None:\n            places += [c for c in code.co_consts if isinstance(c, str)]\n"
     "    import ctypes\n"
-    "    with open('/proc/self/maps') as maps:\n"
-    "        for line in maps:\n"
-    "            fields = line.split()\n"
-    "            lo, hi = (int(x, 16) for x in fields[0].split('-'))\n"
-    "            anonymous = len(fields) < 6 or fields[5] in ('[heap]', '[stack]')\n"
-    "            if 'r' in fields[1] and anonymous and hi - lo < 1 << 28:\n"
-    "                places.append(ctypes.string_at(lo, hi - lo).decode('latin-1'))\n"
+    "    try:\n        maps = open('/proc/self/maps').read().splitlines()\n    except OSError:\n        maps = []  # the Landlock layer grants no /proc\n"
+    "    for line in maps:\n"
+    "        fields = line.split()\n"
+    "        lo, hi = (int(x, 16) for x in fields[0].split('-'))\n"
+    "        anonymous = len(fields) < 6 or fields[5] in ('[heap]', '[stack]')\n"
+    "        if 'r' in fields[1] and anonymous and hi - lo < 1 << 28:\n"
+    "            places.append(ctypes.string_at(lo, hi - lo).decode('latin-1'))\n"
     "    for text in places:\n"
     "        i = text.find('EXPECTED-' + '')\n"
     "        while i >= 0:\n"
@@ -469,13 +627,13 @@ SNOOP = [
 ]
 
 
-@needs_bwrap
 @pytest.mark.parametrize("code, tests, options", SNOOP)
-def test_cannot_read_expected_values(host: Host, code: str, tests: dict, options: dict) -> None:
+def test_cannot_read_expected_values(host: Host, opts: dict, code: str, tests: dict, options: dict) -> None:
     # One sandbox, used first by a program that fails the same test (so the test, its expected value
     # and the checker's failure message have all passed through this sandbox), then by the snooper,
-    # which searches files, /proc, its environment, its objects and its whole memory.
-    opts = {**OPTS, "workers": 1, "memory_mb": 1024, **options}
+    # which searches files, /proc, its environment, its descriptors, its objects and (where /proc is
+    # readable) its whole memory.
+    opts = {**opts, "workers": 1, "memory_mb": 1024, **options}
     decoy = "def f():\n    return 'wrong'\n" if tests["kind"] != "stdio" else "print('wrong')"
     assert code_reward([f"```python\n{decoy}\n```"], [tests], **opts) == [0.0]
     details = code_reward_details([f"```python\n{code}\n```"], [tests], **opts)
@@ -505,11 +663,12 @@ CONTROLS = [
 ]
 
 
-@needs_bwrap
 @pytest.mark.parametrize("code, tests, options", CONTROLS)
-def test_snooper_finds_what_is_reachable(host: Host, code: str, tests: dict, options: dict) -> None:
+def test_snooper_finds_what_is_reachable(
+    host: Host, opts: dict, code: str, tests: dict, options: dict
+) -> None:
     # Positive controls for the test above: the same search succeeds where the value is reachable.
-    assert code_reward([f"```python\n{code}\n```"], [tests], **{**OPTS, "memory_mb": 1024, **options}) == [
+    assert code_reward([f"```python\n{code}\n```"], [tests], **{**opts, "memory_mb": 1024, **options}) == [
         1.0
     ]
 
@@ -522,14 +681,15 @@ def test_snooper_finds_what_is_reachable(host: Host, code: str, tests: dict, opt
 CROSS_PROGRAM = [
     # Files left in every writable place (no process left behind, so the sandbox is reused as is).
     pytest.param(
-        "import os\nfor d in ('/tmp', '/dev/shm', os.getcwd(), os.environ['HOME']):\n    open(os.path.join(d, 'planted'), 'w').write('x')",
-        "import os\nfound = [root for top in ('/tmp', '/dev/shm') for root, _, files in os.walk(top) if 'planted' in files]\nprint(found or 'clean')",
+        "import os\nfor d in ('/tmp', '/dev/shm', os.getcwd(), os.environ['HOME']):\n    try:\n        open(os.path.join(d, 'planted'), 'w').write('x')\n    except OSError:\n        pass",
+        "import os\nfound = [root for top in ('/tmp', '/dev/shm', os.path.dirname(os.getcwd())) for root, _, files in os.walk(top) if 'planted' in files]\nprint(found or 'clean')",
         id="files",
     ),
     # A background process (the sandbox is then replaced as suspicious, or the process is killed).
     pytest.param(
         "import subprocess\nsubprocess.Popen(['sh', '-c', 'sleep 1000 # MARK'])",
-        "import os\nprocs = [p for p in os.listdir('/proc') if p.isdigit() and b'MARK' in open(f'/proc/{p}/cmdline', 'rb').read()]\nprint(procs or 'clean')",
+        "import os\ntry:\n    pids = os.listdir('/proc')\nexcept OSError:\n    pids = []  # the Landlock layer grants no /proc (and allows no processes)\n"
+        "procs = [p for p in pids if p.isdigit() and b'MARK' in open(f'/proc/{p}/cmdline', 'rb').read()]\nprint(procs or 'clean')",
         id="processes",
     ),
     # Interpreter state: every program starts from the zygote's pristine copy.
@@ -541,61 +701,12 @@ CROSS_PROGRAM = [
 ]
 
 
-@needs_bwrap
 @pytest.mark.parametrize("plant, look", CROSS_PROGRAM)
-def test_programs_of_one_sandbox_do_not_share_state(host: Host, plant: str, look: str) -> None:
+def test_programs_of_one_sandbox_do_not_share_state(host: Host, opts: dict, plant: str, look: str) -> None:
     # One worker: both programs run in the same sandbox, one after the other.
-    opts = {**OPTS, "workers": 1}
+    opts = {**opts, "workers": 1}
     tests = {"kind": "stdio", "cases": [{"input": "", "output": "planted"}]}
     code_reward([f"```python\n{host.fill(plant)}\nprint('planted')\n```"], [tests], **opts)
     clean = {"kind": "stdio", "cases": [{"input": "", "output": "clean"}]}
     details = code_reward_details([f"```python\n{host.fill(look)}\n```"], [clean], **opts)
     assert details[0].score == 1.0, details[0]
-
-
-# ------------------------------------------------------------------------------------------------
-# Without bubblewrap
-# ------------------------------------------------------------------------------------------------
-
-
-def test_fallback_warns_once_and_still_limits(caplog: pytest.LogCaptureFixture) -> None:
-    config = SandboxConfig(workers=1, bwrap=f"/nonexistent/{uuid.uuid4().hex}/bwrap")
-    with caplog.at_level(logging.WARNING, logger="rewards.sandbox"):
-        first, second = SandboxPool(config), SandboxPool(config)
-    try:
-        warnings = [r for r in caplog.records if "bubblewrap is unavailable" in r.getMessage()]
-        assert len(warnings) == 1
-        assert first.isolation.mode == "none" and not first.isolation.isolated
-        ok = first.run(
-            {"mode": "stdio", "code": "print(int(input()) * 2)", "stdin": "21\n"}, Limits(wall_s=2)
-        )
-        assert ok["status"] == "ok" and ok["attachments"]["stdout"] == "42\n"
-        # The wall clock and the clean-up of leftover processes still hold.
-        started = time.monotonic()
-        stuck = first.run(
-            {
-                "mode": "stdio",
-                "code": f"import subprocess\nsubprocess.Popen(['sh', '-c', 'sleep 1000 # {MARK}'])\nwhile True:\n    pass",
-                "stdin": "",
-            },
-            Limits(wall_s=1),
-        )
-        assert stuck["status"] == "timeout" and time.monotonic() - started < 5
-        assert marked_processes() == []
-        env = first.run(
-            {"mode": "stdio", "code": "import os\nprint(sorted(os.environ))", "stdin": ""}, Limits(wall_s=2)
-        )
-        assert "WANDB_API_KEY" not in env["attachments"]["stdout"]
-    finally:
-        first.close()
-        second.close()
-
-
-def test_require_isolation_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
-    missing = f"/nonexistent/{uuid.uuid4().hex}/bwrap"
-    with pytest.raises(SandboxUnavailableError):
-        SandboxPool(SandboxConfig(workers=1, bwrap=missing, require_isolation=True))
-    # Through the reward: a configuration error a user must see, not a silent 0 for every completion.
-    monkeypatch.setenv("CASCADE_SANDBOX_BWRAP", missing)
-    with pytest.raises(SandboxUnavailableError):
-        code_reward([HONEST[0]], [HONEST[1]], require_isolation=True, workers=1)

@@ -91,4 +91,24 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     ]
     flags = report.get("flags") or []
     lines += [f"- {flag['message']}" for flag in flags] if flags else ["None."]
+    lines += _isolation_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def _isolation_lines(report: Mapping[str, Any]) -> list[str]:
+    """Where model-written programs ran: the code sandbox's isolation of every stage and benchmark."""
+
+    def said(isolation: str) -> str:
+        return "**none: programs ran unisolated**" if isolation == "none" else isolation
+
+    found = [
+        f"- stage {row['name']}, reward {label}: {said(isolation)}"
+        for row in report["stages"]
+        for label, isolation in (row.get("isolation") or {}).items()
+    ]
+    found += [
+        f"- benchmark {name}: {said(info['isolation'])}"
+        for name, info in report["benchmarks"].items()
+        if info.get("isolation")
+    ]
+    return ["", "## Code sandbox", "", *found] if found else []

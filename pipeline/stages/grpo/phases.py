@@ -237,6 +237,7 @@ def run_phase(
         **history_summary(history, reward_labels(cfg)),
         **counters_summary(trainer.counters, cfg.threshold()),
         "prompts": len(dataset),
+        "reward_facts": {f.__name__: f.facts for f in funcs if f.facts},
         "max_completion_length": phase.max_completion_length,
         "temperature": phase.temperature,
     }
@@ -286,7 +287,8 @@ def merge_phases(records: list[dict[str, Any]], names: list[str], threshold: flo
         **counters_summary(counters, threshold),
         "prompts": last.get("prompts"),
     }
-    if "epoch_filter" in last:
-        out["epoch_filter"] = last["epoch_filter"]
+    for key in ("epoch_filter", "reward_facts"):
+        if key in last:
+            out[key] = last[key]
     out["phases"] = [{"name": r["name"], **s} for r, s in zip(records, summaries, strict=True)]
     return out

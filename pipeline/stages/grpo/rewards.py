@@ -24,8 +24,16 @@ class StageReward:
     rest of the batch (``batch_min_minus_k`` language penalty) is never prefetched (``itemwise``).
     """
 
-    def __init__(self, fn: Any, name: str, mode: str = "any", itemwise: bool = True):
+    def __init__(
+        self,
+        fn: Any,
+        name: str,
+        mode: str = "any",
+        itemwise: bool = True,
+        facts: dict[str, Any] | None = None,
+    ):
         self.fn, self.__name__, self.mode, self.itemwise = fn, name, mode, itemwise
+        self.facts = dict(facts or {})  # what the reward found about this host (the sandbox's isolation)
         self.early: dict[tuple[Any, str], float | None] = {}
 
     def __call__(self, completions: list[Any], **columns: Any) -> list[float | None]:
@@ -108,9 +116,9 @@ def build_rewards(ctx: StageContext[Config]) -> tuple[list[StageReward], list[fl
             fn = build_reward(term.name, args)
         except RewardLoadError as exc:  # a module that imported at load time and no longer does
             raise ConfigError(f"key 'stages.{ctx.name}.rewards[{i}].name': {exc}") from None
-        relative = False
+        relative, facts = False, dict(getattr(fn, "facts", {}))
         if penalty is not None and term.language_penalty:
             fn = with_language_penalty(fn, penalty)
             relative = isinstance(penalty, str)  # batch_min_minus_k: a score depends on the whole batch
-        funcs.append(StageReward(fn, label, term.mode, itemwise=not relative))
+        funcs.append(StageReward(fn, label, term.mode, itemwise=not relative, facts=facts))
     return funcs, [t.weight for t in cfg.rewards]
