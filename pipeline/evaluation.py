@@ -309,9 +309,9 @@ def evaluate_checkpoint(
 
     state = process_state()
     t0 = time.monotonic()
-    tokenizer = load_tokenizer(checkpoint)
+    tokenizer = load_tokenizer(checkpoint, recipe.model)
     tokenizer.padding_side = "left"
-    model = load_causal_lm(checkpoint, recipe.run.precision, device=state.device).eval()
+    model = load_causal_lm(checkpoint, recipe.run.precision, device=state.device, model=recipe.model).eval()
     engine = _engine(recipe, model, tokenizer, checkpoint)
     prepared = {name: Prepared(recipe.benchmarks[name], tokenizer, recipe.eval.seed) for name in names}
     if hasattr(engine, "reserve") and prepared:  # one cache (and compilation) for every benchmark

@@ -141,8 +141,16 @@ def checks_of(recipe: Recipe) -> list[Check]:
 
 
 def check_data(recipe: Recipe, rows: int | None = None) -> list[Check]:
-    """Load every source of the recipe (its first ``rows`` rows, or all) and check them; DataError if unusable."""
+    """Load every source of the recipe (its first ``rows`` rows, or all) and check them; DataError if unusable.
+
+    Checking every row (``dry_run=data``) also fills the local caches for an offline run: every data set
+    is prepared in the datasets cache as it is loaded, and the recipe's hub models are downloaded.
+    """
     checks = checks_of(recipe)
+    if rows is None:
+        from pipeline.hub import prefetch_models
+
+        prefetch_models(recipe)
     for check in checks:
         source = check.source
         if rows is not None and not source.source.startswith("builtin:"):

@@ -81,10 +81,9 @@ def read_hub(source: DataSource) -> Any:
     import datasets
 
     from pipeline import hub
-    from pipeline.models import is_hub_id
 
     name = source.source
-    remote = not Path(name).expanduser().exists() and is_hub_id(name)
+    remote = hub.is_remote(name)
     if remote and hub.offline() and not hub.dataset_cached(name, source.config):
         raise DataError(hub.unavailable("dataset", name))
     offline = hub.offline_mode() if remote and hub.offline() else contextlib.nullcontext()

@@ -226,11 +226,17 @@ def pairwise_accuracy(trainer: Any) -> tuple[int, int]:
 def run(ctx: StageContext[Config]) -> StageResult:
     from trl import RewardConfig, RewardTrainer
 
-    from pipeline.models import load_tokenizer, peft_config, weights_dtype
+    from pipeline.hub import loading
+    from pipeline.models import load_tokenizer, model_kwargs, peft_config
 
     cfg = ctx.config
     train_pairs, eval_pairs, ties = split_pairs(ctx)
-    tokenizer = load_tokenizer(ctx.init_path)
+    tokenizer = load_tokenizer(ctx.init_path, ctx.recipe.model)
+    # the model.* keys (dtype, attention, remote code, offline cache) as for the policy; TRL loads the model
+    init_kwargs = model_kwargs(
+        ctx.init_path, ctx.recipe.run.precision, True, cfg.lora.enabled, ctx.recipe.model
+    )
+    init_kwargs["dtype"] = str(init_kwargs["dtype"]).removeprefix("torch.")
     args = make_config(
         RewardConfig,
         {
@@ -238,26 +244,23 @@ def run(ctx: StageContext[Config]) -> StageResult:
             "max_length": cfg.train.max_length,
             "per_device_eval_batch_size": cfg.eval_batch_size or cfg.train.batch_size,
             "center_rewards_coefficient": cfg.center_rewards_coefficient,
-            "model_init_kwargs": {
-                "dtype": str(weights_dtype(ctx.recipe.run.precision, True, cfg.lora.enabled)).removeprefix(
-                    "torch."
-                )
-            },
+            "model_init_kwargs": init_kwargs,
             "eval_strategy": "no",
             "dataset_num_proc": None,
             **cfg.train.extra,
         },
     )
     metrics = MetricsCallbackFactory.create(ctx)
-    trainer = RewardTrainer(
-        model=ctx.init_path,  # loaded as AutoModelForSequenceClassification with num_labels=1
-        args=args,
-        train_dataset=train_pairs,
-        eval_dataset=eval_pairs,
-        processing_class=tokenizer,
-        peft_config=peft_config(cfg.lora, task_type="SEQ_CLS"),
-        callbacks=[metrics],
-    )
+    with loading(ctx.init_path, init_kwargs.get("revision")):  # a hub id out of reach: from the cache
+        trainer = RewardTrainer(
+            model=ctx.init_path,  # loaded as AutoModelForSequenceClassification with num_labels=1
+            args=args,
+            train_dataset=train_pairs,
+            eval_dataset=eval_pairs,
+            processing_class=tokenizer,
+            peft_config=peft_config(cfg.lora, task_type="SEQ_CLS"),
+            callbacks=[metrics],
+        )
     t0 = time.monotonic()
     output = trainer.train(resume_from_checkpoint=resume_point(ctx))
     summary = train_summary(trainer, metrics, output, time.monotonic() - t0)

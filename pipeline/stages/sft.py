@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipeline.config import StageConfig
+from pipeline.config import StageConfig, environment_problem
 from pipeline.data.sources import load_rows, row_mode
-from pipeline.schema import ConfigError
 from pipeline.stages.base import (
     MetricsCallbackFactory,
     StageContext,
@@ -45,7 +44,9 @@ class Config(StageConfig):
     def validate(self, key: str) -> None:
         super().validate(key)
         if self.liger and importlib.util.find_spec("liger_kernel") is None:
-            raise ConfigError(f"key '{key}.liger' needs the liger-kernel package (pip install liger-kernel)")
+            environment_problem(
+                f"key '{key}.liger' needs the liger-kernel package (pip install liger-kernel)"
+            )
 
 
 def build_dataset(ctx: StageContext[Config]) -> Any:
@@ -84,7 +85,7 @@ def run(ctx: StageContext[Config]) -> StageResult:
 
     cfg = ctx.config
     dataset = build_dataset(ctx)
-    tokenizer = load_tokenizer(ctx.init_path)
+    tokenizer = load_tokenizer(ctx.init_path, ctx.recipe.model)
     assistant_only = cfg.assistant_only_loss
     if assistant_only:
         from pipeline.data.masks import tokenize_with_mask, trl_handles
@@ -124,7 +125,11 @@ def run(ctx: StageContext[Config]) -> StageResult:
     )
     # loaded after the arguments: under ZeRO-3 they make from_pretrained partition the weights as it loads
     model = load_causal_lm(
-        ctx.init_path, ctx.recipe.run.precision, training=True, frozen_base=cfg.lora.enabled
+        ctx.init_path,
+        ctx.recipe.run.precision,
+        training=True,
+        frozen_base=cfg.lora.enabled,
+        model=ctx.recipe.model,
     )
     metrics = MetricsCallbackFactory.create(ctx)
     padding_free = has_cuda() if cfg.padding_free is None else cfg.padding_free

@@ -189,9 +189,11 @@ def run_phase(
     cfg = ctx.config
     funcs, weights = build_rewards(ctx)
     args = grpo_args(ctx, phase, weights)
-    tokenizer = load_tokenizer(init)
+    tokenizer = load_tokenizer(init, ctx.recipe.model)
     tokenizer.padding_side = "left"
-    model = load_causal_lm(init, ctx.recipe.run.precision, training=True, frozen_base=cfg.lora.enabled)
+    model = load_causal_lm(
+        init, ctx.recipe.run.precision, training=True, frozen_base=cfg.lora.enabled, model=ctx.recipe.model
+    )
     f = cfg.epoch_filter
     rule = (
         EpochFilterRule(f.drop_solved, f.drop_unsolved, f.readmit_hard, f.readmit_easy) if f.enabled else None
