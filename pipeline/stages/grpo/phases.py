@@ -213,6 +213,9 @@ def run_phase(
         on_epoch_filtered=on_epoch_filtered,
         engine=ctx.recipe.generation.engine,
         compile=ctx.recipe.generation.compile,
+        stage=ctx.name,
+        max_unscored=cfg.max_unscored,
+        unscored_window=cfg.unscored_window,
     )
     metrics = MetricsCallbackFactory.create(ctx)
     trainer = CascadeGRPOTrainer(
