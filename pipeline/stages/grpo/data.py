@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,17 @@ def build_dataset(ctx: StageContext[Config]) -> tuple[Any, Any]:
 
     tables, _ = build_once(ctx.stage_dir / STAGE_DATA, build)
     return tables["prompts"], Rows(tables["rows"])
+
+
+def with_source_rows(
+    side_rows: Sequence[dict[str, Any]], inputs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The batch's rows with their full source columns back (by the ``row`` column), for the rewards.
+
+    TRL reads the columns of the first row from every row, and sources mixed in one stage may differ in
+    columns, so every row gets the union (None where a source has no such column), in the order the rows
+    name them: a set's order would differ between processes and launches (hash randomisation).
+    """
+    rows = [side_rows[x[ROW_COLUMN]] for x in inputs]
+    blank = dict.fromkeys(key for row in rows for key in row)
+    return [{**blank, **row, **x} for row, x in zip(rows, inputs, strict=True)]

@@ -32,6 +32,7 @@ from trl import GRPOTrainer
 
 from pipeline.atomic import write_json
 from pipeline.stages.grpo.config import ROW_COLUMN, TRUNCATED_COLUMN
+from pipeline.stages.grpo.data import with_source_rows
 from pipeline.stages.grpo.filters import (
     AdmittedRepeatSampler,
     EpochFilterRule,
@@ -176,16 +177,13 @@ class CascadeGRPOTrainer(GRPOTrainer):
         """The rows as the rewards read them: full dataset columns back, truncated completions' scores fixed.
 
         The dataset carries only the prompt, id, prompt mode and row index, so that nested columns never
-        pass through Arrow. TRL reads the columns of the first row from every row, and sources mixed in
-        one stage may differ in columns, so every row gets the union (None where a source has no such
-        column). With ``truncated_reward`` set, a truncated completion's score is known before any reward
-        runs: every term gives it that score (:class:`~pipeline.stages.grpo.rewards.StageReward` reads it
-        from the row) and no reward is run for it.
+        pass through Arrow (:func:`~pipeline.stages.grpo.data.with_source_rows` joins them back). With
+        ``truncated_reward`` set, a truncated completion's score is known before any reward runs: every
+        term gives it that score (:class:`~pipeline.stages.grpo.rewards.StageReward` reads it from the
+        row) and no reward is run for it.
         """
         if inputs and ROW_COLUMN in inputs[0]:
-            rows = [self.rl.side_rows[x[ROW_COLUMN]] for x in inputs]
-            blank = dict.fromkeys(key for row in rows for key in row)  # in first-seen order: no hash order
-            inputs = [{**blank, **row, **x} for row, x in zip(rows, inputs, strict=True)]
+            inputs = with_source_rows(self.rl.side_rows, inputs)
         fixed = self.rl.truncated_reward
         if fixed is not None:
             inputs = [{**x, TRUNCATED_COLUMN: fixed if c else None} for x, c in zip(inputs, cut, strict=True)]
