@@ -124,7 +124,7 @@ def json_problem(path: Path) -> str | None:
             if not line.strip():
                 continue
             try:
-                value = json.loads(line)
+                value = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as exc:
                 return f"line {number} is not valid JSON ({exc.msg} at column {exc.colno})"
             if not isinstance(value, dict):
@@ -153,7 +153,7 @@ def _quiet() -> Any:
     import datasets
 
     level = datasets.logging.get_verbosity()
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     try:
         yield
     finally:
