@@ -228,8 +228,8 @@ class DataSource:
                 )
             try:
                 self.source = str(preset.packaged())
-            except Exception as exc:  # the package is not installed
-                raise ConfigError(f"key '{key}.source': {exc}") from None
+            except Exception as exc:  # the package is not installed: this machine's problem, not the recipe's
+                environment_problem(f"key '{key}.source': {exc}")
             self.split = self.split or "train"
         elif not self.source:
             if preset.hub is None:

@@ -24,13 +24,10 @@ rows this process produced itself, into files it wrote itself, is the simplest e
 
 from __future__ import annotations
 
-import logging
 import pickle
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
-
-log = logging.getLogger(__name__)
 
 ROW = "row_pickle"  # the column of mapped rows, one pickled dict per cell
 STAGE_DATA = "data"  # the folder under a stage's directory that holds its tables
