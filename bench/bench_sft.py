@@ -1,8 +1,9 @@
 """SFT throughput: plain TRL ``SFTTrainer`` (its defaults: padded batches) against Cascade's SFT stage
-(padding-free batches on a GPU), same model, conversations, batch size, length limit and steps.
+(padded, and padding-free with ``cascade-padding-free``), same model, conversations, batch size, length
+limit and steps.
 
     python bench/bench_sft.py                           # qwen3-0.6b-body, the builtin SFT mix, batch 16
-    python bench/bench_sft.py --variants trl,cascade,cascade-liger --steps 30
+    python bench/bench_sft.py --variants trl,cascade,cascade-padding-free,cascade-liger --steps 30
 
 The conversations are the builtin tasks' (math, code, instruction, chat, SWE; thinking and non-thinking
 prompts), rendered by Cascade's formatting for both. Per variant: seconds per step, real (non-padding)
@@ -77,7 +78,7 @@ def plain_trl(path: Path, args: argparse.Namespace, out: Path) -> tuple[float, f
     return seconds, float(trainer.state.num_input_tokens_seen), float(sum(batches[: args.steps])), args.steps
 
 
-def cascade(path: Path, args: argparse.Namespace, out: Path, liger: bool) -> tuple[float, float, float, int]:
+def cascade(path: Path, args: argparse.Namespace, out: Path, variant: str) -> tuple[float, float, float, int]:
     recipe = {
         "run": {"name": "bench-sft", "output_dir": str(out), "seed": 0},
         "model": {"name_or_path": str(path)},
@@ -88,7 +89,8 @@ def cascade(path: Path, args: argparse.Namespace, out: Path, liger: bool) -> tup
                 "kind": "sft",
                 "prompt_mode": "mixed",
                 "think_fraction": 0.3,
-                "liger": liger,
+                "liger": variant.endswith("liger"),
+                "padding_free": variant.endswith("padding-free"),
                 "data": MIX,
                 "train": {
                     "max_steps": args.steps,
@@ -102,8 +104,7 @@ def cascade(path: Path, args: argparse.Namespace, out: Path, liger: bool) -> tup
         },
     }
     summary = run_stage(recipe, "sft", str(path))
-    tokens = float(summary["tokens"])  # real tokens: padding-free batches hold nothing else
-    return float(summary["train_wall_s"]), tokens, tokens, int(summary["steps"])
+    return float(summary["train_wall_s"]), float(summary["tokens"]), float("nan"), int(summary["steps"])
 
 
 def main() -> None:
@@ -133,10 +134,10 @@ def main() -> None:
             if name == "trl":
                 seconds, real, total, steps = plain_trl(path, args, Path(tmp))
             else:
-                seconds, real, total, steps = cascade(path, args, Path(tmp), liger=name.endswith("liger"))
+                seconds, real, total, steps = cascade(path, args, Path(tmp), name)
         peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
         util = mfu(params, real, seconds)
-        padding = 1 - real / total if total else float("nan")
+        padding = 1 - real / total if total == total and total else float("nan")  # nan: not counted
         print(
             f"{'plain TRL' if name == 'trl' else name:<16} {seconds / steps:>7.3f} {real / seconds:>10.0f} "
             f"{100 * padding:>7.0f}% {peak:>8.1f} {100 * util if util else float('nan'):>5.1f}%"

@@ -1,4 +1,5 @@
-"""Helpers every reward shares: turning a completion into text and isolating the final answer.
+"""Helpers every reward shares: turning a completion into text, isolating the final answer, reading a
+dataset column, and warning once about a bad row.
 
 The reward contract (docs/rewards.md): a completion is a string or a list of chat messages; only the
 text after the last ``</think>`` is scored; a completion that opens ``<think>`` and never closes it has
@@ -7,6 +8,7 @@ no answer at all (verifiable rewards give it 0).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,3 +68,25 @@ def column(values: Any, n: int) -> list[Any]:
             return list(values) * n
         return [values[i] if i < len(values) else None for i in range(n)]
     return [values] * n
+
+
+class WarnOnce:
+    """Logs each distinct warning once per process: a broken dataset repeats one problem on every row,
+    and one line says it. Bounded (``limit`` distinct warnings), so a stream of ever-different problems
+    cannot fill memory. Call it with the message, and a ``key`` when the message varies for one problem.
+
+    No lock: two threads meeting a new problem at the same instant may both log it, which is harmless,
+    while a lock held by another thread when a process forks (``DataLoader`` workers) would never be
+    released in the child.
+    """
+
+    def __init__(self, logger: logging.Logger, limit: int = 1000):
+        self._logger, self._limit = logger, limit
+        self._seen: set[str] = set()
+
+    def __call__(self, message: str, key: str | None = None) -> None:
+        key = message if key is None else key
+        if key in self._seen or len(self._seen) >= self._limit:
+            return
+        self._seen.add(key)
+        self._logger.warning(message)

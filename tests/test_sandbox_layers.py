@@ -128,6 +128,67 @@ def _cmdline(proc: Path) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------------
+# The pool: its size, one per configuration and per process
+# ------------------------------------------------------------------------------------------------
+
+DEFAULT_WORKERS = [
+    # (environment, CPUs this process may use, sandboxes; an error's text where it is refused)
+    pytest.param({}, 2, 4, id="two-per-cpu"),
+    pytest.param({"LOCAL_WORLD_SIZE": "2"}, 2, 2, id="shared-by-two-ranks"),
+    pytest.param({"LOCAL_WORLD_SIZE": "8"}, 2, 1, id="at-least-one"),
+    pytest.param({"LOCAL_WORLD_SIZE": "x"}, 3, 6, id="unreadable-world-size-is-one"),
+    pytest.param({"CASCADE_SANDBOX_WORKERS": "3", "LOCAL_WORLD_SIZE": "2"}, 2, 3, id="by-hand-as-is"),
+    pytest.param({"CASCADE_SANDBOX_WORKERS": "0"}, 2, "must be at least 1", id="by-hand-zero"),
+    pytest.param({"CASCADE_SANDBOX_WORKERS": "two"}, 2, "must be a whole number", id="by-hand-text"),
+]
+
+
+@pytest.mark.parametrize(("env", "cpus", "expected"), DEFAULT_WORKERS)
+def test_default_workers(monkeypatch: pytest.MonkeyPatch, env: dict, cpus: int, expected: int | str) -> None:
+    from rewards import sandbox
+
+    for name in ("CASCADE_SANDBOX_WORKERS", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sandbox, "available_cpus", lambda: cpus)
+    if isinstance(expected, str):
+        with pytest.raises(ValueError, match=f"CASCADE_SANDBOX_WORKERS {expected}"):
+            sandbox.default_workers()
+    else:
+        assert sandbox.default_workers() == expected
+
+
+def test_pools_are_per_configuration_and_per_process() -> None:
+    """A forked child (a DataLoader worker) starts sandboxes of its own; the parent's keep working."""
+    from rewards.sandbox import get_pool
+
+    config = SandboxConfig(workers=1)
+    first = get_pool(config)
+    assert get_pool(SandboxConfig(workers=1)) is first and get_pool(SandboxConfig(workers=2)) is not first
+    request = {"mode": "stdio", "code": "print(int(input()) * 2)", "stdin": "21\n"}
+
+    def doubled(pool: SandboxPool) -> bool:
+        response = pool.run(request, Limits(wall_s=10))
+        return (response.get("attachments") or {}).get("stdout") == "42\n"
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a new pool, whose sandbox runs a program
+        try:
+            child = get_pool(config)
+            ok = child is not first and doubled(child)
+            child.close()
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 1) == b"1"
+    os.waitpid(pid, 0)
+    assert doubled(first)
+
+
+# ------------------------------------------------------------------------------------------------
 # The isolation recorded with the scores
 # ------------------------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from pipeline.data.sources import (
 
 
 def _tests(value: Any) -> bool:
-    from rewards.code import parse_tests
+    from rewards.code_tests import parse_tests
 
     try:
         parse_tests(value)

@@ -37,8 +37,9 @@ class Config(StageConfig):
     assistant_only_loss: bool = True  # loss on assistant tokens only
     packing: bool = False  # pack several conversations into one sequence (BFD packing)
     # a batch as one row of concatenated conversations (position ids restart per conversation): no padding
-    # tokens computed, the same loss; None: on with a GPU, where it pays (docs/results/performance.md)
-    padding_free: bool | None = None
+    # tokens computed, the same loss. Off by default: with short conversations on one H100 it was slower
+    # than padded batches (docs/results/performance.md); it pays where rows are long and lengths vary
+    padding_free: bool = False
     liger: bool = False  # Liger kernels (fused norms, RoPE, SwiGLU, linear cross-entropy); GPU, liger-kernel
 
     def validate(self, key: str) -> None:
@@ -81,7 +82,7 @@ def build_dataset(ctx: StageContext[Config]) -> Any:
 def run(ctx: StageContext[Config]) -> StageResult:
     from trl import SFTConfig, SFTTrainer
 
-    from pipeline.models import has_cuda, load_causal_lm, load_tokenizer, peft_config
+    from pipeline.models import load_causal_lm, load_tokenizer, peft_config
 
     cfg = ctx.config
     dataset = build_dataset(ctx)
@@ -132,11 +133,10 @@ def run(ctx: StageContext[Config]) -> StageResult:
         model=ctx.recipe.model,
     )
     metrics = MetricsCallbackFactory.create(ctx)
-    padding_free = has_cuda() if cfg.padding_free is None else cfg.padding_free
     trainer = SFTTrainer(
         model=model,
         args=args,
-        data_collator=_padding_free_collator(tokenizer, args) if padding_free else None,
+        data_collator=_padding_free_collator(tokenizer, args) if cfg.padding_free else None,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config(cfg.lora),
