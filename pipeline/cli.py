@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, description in list_recipes():
                 sys.stdout.write(f"{name:<28} {description}\n")
             return 0
-        recipe = load_recipe(args.recipe, args.overrides)
+        recipe = load_recipe(args.recipe, args.overrides, defer_environment=args.dry_run or args.dry_run_data)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2

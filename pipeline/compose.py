@@ -9,10 +9,16 @@ the YAML leaves out (``stages.sft1.train.warmup_ratio=0.1``) as for a typo. Only
 a config group (a folder of YAML files next to the recipe) keep Hydra's own meaning. Errors Hydra still
 raises (syntax, a missing default, a deletion of an absent key) become one sentence chosen by the
 exception's type, never by reading its text.
+
+Relative paths in a recipe file (data files, DeepSpeed configs, chat templates, a local model) are read
+from the recipe's own folder, so a recipe works from any working directory (:func:`resolve_paths`); a
+path given on the command line is read from the current directory, where the user typed it.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +136,95 @@ def _first_line(text: str | None) -> str:
     """The first line of another library's message, to keep ours one sentence (its wording is not read)."""
     lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
     return lines[0] if lines else "no reason given"
+
+
+# --------------------------------------------------------------------------------------------------
+# Relative paths
+
+# The recipe keys that hold a path (``*``: every key of a mapping, ``[]``: every item of a list).
+PATH_KEYS = (
+    "model.name_or_path",
+    "model.chat_template",
+    "stages.*.init",
+    "stages.*.train.deepspeed",
+    "stages.*.data[].source",
+    "stages.*.eval_data[].source",
+    "benchmarks.*.data.source",
+)
+# Endings that make a value a file path even when no such file exists (a typo is then reported as a path).
+PATH_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".gz", ".jinja", ".j2", ".yaml", ".yml")
+
+
+def override_keys(overrides: list[str]) -> set[str]:
+    """The dotted recipe keys the command-line ``overrides`` set or remove."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    keys = set()
+    for text in overrides:
+        try:
+            (override,) = parser.parse_overrides([text])
+        except OverrideParseException:
+            continue  # reported by schema_overrides, which composing runs first
+        keys.add(override.key_or_group)
+    return keys
+
+
+def resolve_paths(data: dict[str, Any], folder: Path, overridden: set[str]) -> None:
+    """Make the relative paths the recipe file itself holds absolute, reading them from ``folder``.
+
+    Values set on the command line (``overridden`` keys, or a key above them) stay as typed: the
+    current directory is where they are read. A value is a path when it starts with ``./`` or ``../``,
+    ends like a file (``.jsonl``, ``.json``, ``.jinja``, …), or names something in ``folder``; hub ids,
+    ``builtin:`` names, stage names and absolute paths are left alone. A file-like path that is not in
+    ``folder`` but is in the current directory is a ConfigError that names both readings.
+    """
+    stages = set((data.get("stages") or {}).keys()) if isinstance(data.get("stages"), dict) else set()
+    for key, parent, name in _path_slots(data):
+        value = parent[name]
+        if not isinstance(value, str) or any(key == k or key.startswith(k + ".") for k in overridden):
+            continue
+        if value in stages or not _relative_path(value, folder):
+            continue
+        resolved = (folder / value).resolve()
+        if not resolved.exists() and Path(value).exists():
+            raise ConfigError(
+                f"key '{key}' names '{value}', which the recipe's folder ({folder}) does not have: a path in a "
+                f"recipe file is read from the recipe's folder (write it as '{os.path.relpath(Path(value).resolve(), folder)}'"
+                ") and a path on the command line from the current directory"
+            )
+        parent[name] = str(resolved)
+
+
+def _relative_path(value: str, folder: Path) -> bool:
+    if not value or value.startswith(("/", "~", "builtin:")) or "://" in value or value == "package":
+        return False
+    if value.startswith(("./", "../")) or value.endswith(PATH_SUFFIXES):
+        return True
+    return (folder / value).exists()
+
+
+def _path_slots(data: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
+    """(dotted key, container, key in the container) of every value at a :data:`PATH_KEYS` pattern."""
+    for pattern in PATH_KEYS:
+        nodes: list[tuple[str, Any]] = [("", data)]
+        parts = pattern.split(".")
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            found: list[tuple[str, Any]] = []
+            for path, node in nodes:
+                if not isinstance(node, dict):
+                    continue
+                names = list(node) if part == "*" else [part.removesuffix("[]")]
+                for name in names:
+                    if name not in node:
+                        continue
+                    key = f"{path}.{name}" if path else str(name)
+                    if last:
+                        yield key, node, name
+                    elif part.endswith("[]") and isinstance(node[name], list):
+                        found += [(f"{key}.{i}", item) for i, item in enumerate(node[name])]
+                    else:
+                        found.append((key, node[name]))
+            nodes = found

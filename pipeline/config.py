@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -22,6 +23,19 @@ from pipeline.models import is_hub_id, is_model_ref
 from pipeline.schema import ConfigError, closest, from_dict, to_dict
 
 log = logging.getLogger(__name__)
+
+# Checks of this machine rather than of the recipe (a package, the code sandbox's isolation): errors
+# at load, but listed instead while a dry run loads the recipe (load_recipe(defer_environment=True)).
+_DEFERRED: ContextVar[list[str] | None] = ContextVar("deferred_environment_checks", default=None)
+
+
+def environment_problem(message: str) -> None:
+    """A check this machine fails (one sentence): a ConfigError, or listed as unchecked in a dry run."""
+    deferred = _DEFERRED.get()
+    if deferred is None:
+        raise ConfigError(message)
+    deferred.append(message)
+
 
 LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".jsonl.gz", ".json.gz")
 PromptMode = Literal["think", "no_think", "mixed", "none"]  # none: no /think or /no_think markers
@@ -78,13 +92,22 @@ class BuiltinModelConfig:
 
 @dataclass
 class ModelConfig:
+    """The starting model and how every load of the policy is made (stages, evaluation)."""
+
     name_or_path: str  # hub id, local directory, or builtin:tiny
-    revision: str | None = None
-    trust_remote_code: bool = False
-    attn_implementation: str | None = None
+    revision: str | None = None  # a hub id's branch, tag or commit
+    trust_remote_code: bool = False  # run the checkpoint's own modelling code (a hub model or a local one)
+    attn_implementation: str | None = None  # eager, sdpa, flash_attention_2, … (None: transformers' choice)
+    # the dtype of the policy's weights: auto keeps trained weights in fp32 (the optimizer's master copy)
+    # and loads frozen or evaluated ones in the compute precision; bfloat16 holds them all in bf16 (half
+    # the memory of fp32 weights and Adam states, at the cost of small updates lost to rounding)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    chat_template: str | None = None  # a .jinja file (relative to the recipe) or a template's name
     builtin: BuiltinModelConfig = field(default_factory=BuiltinModelConfig)
 
     def validate(self, key: str) -> None:
+        from pipeline.models import chat_template_text, known_attention
+
         src = self.name_or_path
         if src.startswith("builtin:") and src != "builtin:tiny":
             raise ConfigError(
@@ -92,6 +115,37 @@ class ModelConfig:
             )
         if _looks_local(src) and not Path(src).expanduser().exists():
             raise ConfigError(f"key '{key}.name_or_path' points to '{src}', which does not exist")
+        from pipeline.hub import is_remote
+
+        if self.revision is not None and not is_remote(src):
+            raise ConfigError(
+                f"key '{key}.revision' applies to a hub id, and '{src}' is a local or builtin model"
+            )
+        if self.trust_remote_code and src.startswith("builtin:"):
+            raise ConfigError(f"key '{key}.trust_remote_code' has nothing to run: '{src}' ships no code")
+        if self.attn_implementation is not None:
+            known = known_attention()
+            name = self.attn_implementation
+            if name not in known and not is_hub_id(name.partition(":")[0]):
+                raise ConfigError(
+                    f"key '{key}.attn_implementation' names unknown attention '{name}'{closest(name, known)}; "
+                    f"known: {', '.join(known)}, or a kernel repository on the hub (owner/name)"
+                )
+            package = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}.get(
+                name
+            )
+            import importlib.util
+
+            if package and importlib.util.find_spec(package) is None:
+                environment_problem(
+                    f"key '{key}.attn_implementation' is {name}, which needs the {package} package, "
+                    "not installed here (or use sdpa)"
+                )
+        if self.chat_template is not None:
+            try:
+                chat_template_text(self.chat_template)
+            except ValueError as exc:
+                raise ConfigError(f"key '{key}.chat_template': {exc}") from None
 
 
 @dataclass
@@ -183,8 +237,8 @@ class DataSource:
                 )
             try:
                 self.source = str(preset.packaged())
-            except Exception as exc:  # the package is not installed
-                raise ConfigError(f"key '{key}.source': {exc}") from None
+            except Exception as exc:  # the package is not installed: this machine's problem, not the recipe's
+                environment_problem(f"key '{key}.source': {exc}")
             self.split = self.split or "train"
         elif not self.source:
             if preset.hub is None:
@@ -424,7 +478,7 @@ def check_reward_args(
         try:  # a reward this host cannot run (the code sandbox without any isolation) stops the launch now
             registry.preflight(name, args)
         except (ValueError, RuntimeError) as exc:
-            raise ConfigError(f"key '{args_key}': {exc}") from None
+            environment_problem(f"key '{args_key}': {exc}")
 
 
 @dataclass
@@ -441,7 +495,7 @@ class EngineConfig:
         import importlib.util
 
         if self.engine == "vllm" and importlib.util.find_spec("vllm") is None:
-            raise ConfigError(
+            environment_problem(
                 f"key '{key}.engine' is vllm but vLLM is not installed here (pip install vllm); "
                 "generation.engine=auto uses transformers' fast path instead"
             )
@@ -474,6 +528,8 @@ class Recipe:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     generation: EngineConfig = field(default_factory=EngineConfig)
     source: str = ""  # the recipe name or file it was composed from (set by load_recipe)
+    # what this machine could not check, listed instead of failing (a dry run's load; not a recipe key)
+    unchecked: list[str] = field(default_factory=list, init=False)
 
     @property
     def run_dir(self) -> Path:
@@ -499,12 +555,25 @@ def _looks_local(source: str) -> bool:
     )
 
 
-def load_recipe(name: str, overrides: list[str] | None = None) -> Recipe:
-    """The validated recipe ``name`` (a name under recipes/ or a YAML path) with Hydra overrides applied."""
-    from pipeline.compose import compose, recipe_file
+def load_recipe(name: str, overrides: list[str] | None = None, *, defer_environment: bool = False) -> Recipe:
+    """The validated recipe ``name`` (a name under recipes/ or a YAML path) with Hydra overrides applied.
 
-    recipe = recipe_from_dict(compose(recipe_file(name), list(overrides or [])))
-    recipe.source = name
+    With ``defer_environment`` (dry runs), checks of this machine rather than of the recipe (vLLM or
+    another package installed, the code sandbox's isolation) are listed in ``recipe.unchecked`` instead
+    of failing: a dry run needs no GPU, no vLLM and no hub.
+    """
+    from pipeline.compose import compose, override_keys, recipe_file, resolve_paths
+
+    path, overrides = recipe_file(name), list(overrides or [])
+    data = compose(path, overrides)
+    resolve_paths(data, path.parent, override_keys(overrides))
+    deferred: list[str] = []
+    token = _DEFERRED.set(deferred if defer_environment else None)
+    try:
+        recipe = recipe_from_dict(data)
+    finally:
+        _DEFERRED.reset(token)
+    recipe.source, recipe.unchecked = name, deferred
     return recipe
 
 

@@ -43,4 +43,18 @@ def describe_plan(recipe: Recipe) -> str:
         )
     gate = recipe.gate
     lines.append(f"gate: policy {gate.policy}, tolerance {gate.tolerance:g}, alpha {gate.alpha:g}")
+    lines.extend(unchecked_lines(recipe))
     return "\n".join(lines)
+
+
+def unchecked_lines(recipe: Recipe) -> list[str]:
+    """What a dry run could not check on this machine: its missing packages, hub ids not in the caches."""
+    from pipeline.hub import uncached
+
+    problems = [*recipe.unchecked, *uncached(recipe)]
+    if not problems:
+        return []
+    return [
+        "not checked here (the run needs these; dry_run=data loads the data sets):",
+        *(f"  - {p}" for p in problems),
+    ]

@@ -140,13 +140,18 @@ def aggregate(bench: BenchmarkConfig, per_prompt: list[list[float]]) -> dict[str
 
 
 def load_benchmark_rows(bench: BenchmarkConfig, seed: int) -> list[dict[str, Any]]:
-    rows = load_rows([bench.data], {"prompt": is_prompt}, seed).rows
-    # a stable order (by id when there is one) so every process and every run sees the same prompts
-    rows = sorted(rows, key=lambda r: str(r.get("id", "")) or json.dumps(r, sort_keys=True, default=str))
+    rows = list(load_rows([bench.data], {"prompt": is_prompt}, seed).rows)
+    # a stable order (by id when there is one) so every process and every run sees the same prompts;
+    # a row without an id (missing, None or empty) is known by its position, never by the text "None"
+    rows = sorted(rows, key=lambda r: _id(r) or json.dumps(r, sort_keys=True, default=str))
     for i, row in enumerate(rows):
-        row.setdefault("id", f"{i:06d}")
-        row["id"] = str(row["id"])
+        row["id"] = _id(row) or f"{i:06d}"
     return rows
+
+
+def _id(row: dict[str, Any]) -> str:
+    value = row.get("id")
+    return "" if value is None else str(value)
 
 
 class Prepared:
@@ -304,9 +309,9 @@ def evaluate_checkpoint(
 
     state = process_state()
     t0 = time.monotonic()
-    tokenizer = load_tokenizer(checkpoint)
+    tokenizer = load_tokenizer(checkpoint, recipe.model)
     tokenizer.padding_side = "left"
-    model = load_causal_lm(checkpoint, recipe.run.precision, device=state.device).eval()
+    model = load_causal_lm(checkpoint, recipe.run.precision, device=state.device, model=recipe.model).eval()
     engine = _engine(recipe, model, tokenizer, checkpoint)
     prepared = {name: Prepared(recipe.benchmarks[name], tokenizer, recipe.eval.seed) for name in names}
     if hasattr(engine, "reserve") and prepared:  # one cache (and compilation) for every benchmark

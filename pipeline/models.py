@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.atomic import atomic_dir
 
 if TYPE_CHECKING:  # pipeline.config may import this module (hub ids), so its classes are for typing only
-    from pipeline.config import BuiltinModelConfig, LoraConfig
+    from pipeline.config import BuiltinModelConfig, LoraConfig, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -164,43 +164,135 @@ def build_builtin_model(name: str, cfg: BuiltinModelConfig, out_dir: Path, seed:
 # Loading
 
 
-def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
-    """A tokenizer with a pad token and Cascade's chat template when the checkpoint has none."""
+def pretrained_kwargs(path: str, model: ModelConfig | None = None) -> dict[str, Any]:
+    """``from_pretrained`` arguments of a load of ``path`` that the recipe's ``model.*`` keys give.
+
+    ``trust_remote_code`` applies to every load of the policy; ``revision`` to the hub id it names only
+    (later stages load the run's own checkpoints).
+    """
+    kwargs: dict[str, Any] = {}
+    if model is not None and model.trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    if model is not None and model.revision and path == model.name_or_path:
+        kwargs["revision"] = model.revision
+    return kwargs
+
+
+def load_tokenizer(path: str, model: ModelConfig | None = None) -> Any:
+    """A tokenizer with a pad token and a chat template: ``model.chat_template`` when the recipe sets one,
+    else the checkpoint's own, else Cascade's ChatML template."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    from pipeline.hub import loading
+
+    kwargs = pretrained_kwargs(path, model)
+    with loading(path, kwargs.get("revision")):  # a hub id out of reach: the cache, or one sentence
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    if not getattr(tok, "chat_template", None):
+    if model is not None and model.chat_template:
+        tok.chat_template = chat_template_text(model.chat_template)
+    elif not getattr(tok, "chat_template", None):
         log.info("%s has no chat template; using Cascade's ChatML template", path)
         tok.chat_template = CHAT_TEMPLATE
     return tok
 
 
-def weights_dtype(precision: str, training: bool, frozen_base: bool = False) -> Any:
+def weights_dtype(precision: str, training: bool, frozen_base: bool = False, dtype: str = "auto") -> Any:
     """The dtype to load weights in.
 
-    Trained weights stay fp32 (master weights; bf16/fp16 is the autocast compute precision chosen by
-    ``precision_flags``): Adam on bf16 parameters loses small updates and can overflow to NaN. Frozen
-    weights (a LoRA base) and evaluation use the compute precision itself.
+    ``auto``: trained weights stay fp32 (master weights; bf16/fp16 is the autocast compute precision
+    chosen by ``precision_flags``): Adam on bf16 parameters loses small updates and can overflow to NaN.
+    Frozen weights (a LoRA base) and evaluation use the compute precision itself. Any other ``dtype``
+    (``model.dtype``) is what every load of the policy uses.
     """
     import torch
 
+    if dtype != "auto":
+        return getattr(torch, dtype)
     if training and not frozen_base:
         return torch.float32
     return torch_dtype(precision)
 
 
+def model_kwargs(
+    path: str, precision: str, training: bool, frozen_base: bool = False, model: ModelConfig | None = None
+) -> dict[str, Any]:
+    """Every ``from_pretrained`` argument of a load of the policy from ``path``: dtype, attention, hub keys."""
+    kwargs = pretrained_kwargs(path, model)
+    kwargs["dtype"] = weights_dtype(precision, training, frozen_base, model.dtype if model else "auto")
+    if model is not None and model.attn_implementation:
+        kwargs["attn_implementation"] = model.attn_implementation
+    return kwargs
+
+
 def load_causal_lm(
-    path: str, precision: str = "auto", device: Any = None, training: bool = False, frozen_base: bool = False
+    path: str,
+    precision: str = "auto",
+    device: Any = None,
+    training: bool = False,
+    frozen_base: bool = False,
+    model: ModelConfig | None = None,
 ) -> Any:
     """A causal LM from ``path``: partitioned while a ZeRO-3 stage is set up for training, whole otherwise."""
     from transformers import AutoModelForCausalLM
 
-    dtype = weights_dtype(precision, training, frozen_base)
-    with contextlib.nullcontext() if training else whole_weights():
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    return model.to(device) if device is not None else model
+    from pipeline.hub import loading
+
+    kwargs = model_kwargs(path, precision, training, frozen_base, model)
+    with contextlib.nullcontext() if training else whole_weights(), loading(path, kwargs.get("revision")):
+        lm = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    return lm.to(device) if device is not None else lm
+
+
+# --------------------------------------------------------------------------------------------------
+# Chat templates and attention
+
+
+BUILTIN_TEMPLATES = {"chatml": CHAT_TEMPLATE}  # Cascade's own (with generation markers)
+
+
+def template_names() -> dict[str, Path | str]:
+    """Templates a recipe may name: Cascade's own, and every template the installed TRL ships."""
+    names: dict[str, Path | str] = dict(BUILTIN_TEMPLATES)
+    try:
+        import trl
+
+        folder = Path(trl.__file__).parent / "chat_templates"
+        names.update({p.stem: p for p in sorted(folder.glob("*.jinja"))})
+    except ImportError:  # pragma: no cover - TRL is a dependency
+        pass
+    return names
+
+
+def chat_template_text(value: str) -> str:
+    """The Jinja text of ``model.chat_template``: a file, or a template's name; ValueError if neither."""
+    path = Path(value).expanduser()
+    if path.suffix in (".jinja", ".j2", ".txt") or "/" in value:
+        if not path.is_file():
+            raise ValueError(f"'{value}' does not exist (a chat template file, or a template's name)")
+        return path.read_text()
+    names = template_names()
+    if value not in names:
+        from pipeline.schema import closest
+
+        raise ValueError(
+            f"unknown chat template '{value}'{closest(value, names)}; give a .jinja file or one of: "
+            f"{', '.join(names)}"
+        )
+    found = names[value]
+    return found.read_text() if isinstance(found, Path) else found
+
+
+def known_attention() -> list[str]:
+    """The attention implementations the installed transformers knows (``model.attn_implementation``)."""
+    try:
+        from transformers import AttentionInterface
+
+        registered = list(AttentionInterface().valid_keys())
+    except (ImportError, AttributeError):  # pragma: no cover - an old transformers
+        registered = ["sdpa", "flash_attention_2", "flex_attention"]
+    return ["eager", *registered]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -136,7 +136,8 @@ def from_dict(cls: type, data: Any, key: str = "") -> Any:
 def to_dict(obj: Any) -> Any:
     """A dataclass tree as plain dicts and lists (for YAML, hashing and logging)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        # fields a recipe cannot set (init=False: derived at load) are not part of it either
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -312,3 +312,45 @@ def test_humaneval_benchmark_scores_the_164_canonical_solutions_1_and_empty_bodi
         "stderr": 0.0,
         "n": 164,
     }
+
+
+PATCH = "--- a/calc/ops.py\n+++ b/calc/ops.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a - b\n+    return a + b\n"
+CODE = "def add(a, b):\n    return a - b\n"
+
+# (preset, extra columns of the row, the code the prompt and the reward get, or the RowError's fragment)
+SWE_CONTEXT = [
+    ("swebench", {}, None),  # SWE-bench's own rows: the issue alone
+    ("swebench", {"original_code": {"calc/ops.py": CODE}}, {"calc/ops.py": CODE}),  # a copy that adds code
+    ("swebench", {"relevant_file_contents": [{"path": "calc/ops.py", "content": CODE}]}, {"calc/ops.py": CODE}),
+    ("nemotron-cascade-rl-swe", {"original_code": CODE}, {"calc/ops.py": CODE}),  # one file's text
+    ("nemotron-cascade-rl-swe", {"original_code": json.dumps({"calc/ops.py": CODE})}, {"calc/ops.py": CODE}),
+    ("nemotron-cascade-rl-swe", {"original_code": "{not json"}, "starts like JSON but is not JSON"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("preset", "extra", "expected"), SWE_CONTEXT)
+def test_swe_prompts_carry_the_code_the_patch_edits(preset: str, extra: dict, expected: Any) -> None:
+    from pipeline.data.presets import RowError, get_preset
+
+    row = {
+        "instance_id": "calc-9",
+        "problem_statement": "add subtracts",
+        "patch": PATCH,
+        "golden_patch": PATCH,
+        **extra,
+    }
+    if isinstance(expected, str):
+        with pytest.raises(RowError, match=expected):
+            get_preset(preset)(row)
+        return
+    out = get_preset(preset)(row)
+    assert out.get("original_code") == expected
+    assert ("The code the fix edits" in out["prompt"] and "return a - b" in out["prompt"]) == bool(expected)
+    assert out["prompt"].index("add subtracts") < out["prompt"].index("Answer with")
+
+
+def test_one_file_of_code_needs_a_patch_of_one_file() -> None:
+    two = PATCH + PATCH.replace("calc/ops.py", "calc/more.py")
+    row = {"problem_statement": "x", "golden_patch": two, "original_code": CODE}
+    with pytest.raises(RowError, match="does not edit exactly one file"):
+        get_preset("nemotron-cascade-rl-swe")(row)

@@ -199,7 +199,7 @@ PAIR_CASES = [
     ({"context": [{"role": "user", "content": "q"}], "response1": "A", "response2": "B", "overall_preference": 3},
      "helpsteer3", ("B", "A")),  # positive prefers response 2
     ({"context": [{"role": "user", "content": "q"}], "response1": "A", "response2": "B", "overall_preference": 0},
-     "auto", "tie"),  # a tie is dropped (counted apart from unusable rows)
+     "auto", "tie"),  # a tie is skipped (counted apart from unusable rows)
     ({"context": [{"role": "user", "content": "q"}], "response1": "", "response2": "B", "overall_preference": 1},
      "auto", None),  # an empty response is unusable
     ({"prompt": "q", "chosen": "good", "rejected": "bad"}, "auto", ("good", "bad")),  # explicit prompt, strings
@@ -215,13 +215,16 @@ PAIR_CASES = [
 
 @pytest.mark.parametrize(("row", "pair_format", "expected"), PAIR_CASES)
 def test_preference_pair_mapping(row: dict[str, Any], pair_format: str, expected: Any) -> None:
-    from pipeline.stages.reward_model import _TIE, to_pair
+    from pipeline.data.presets import SKIP, RowError
+    from pipeline.stages.reward_model import to_pair
 
-    pair = to_pair(row, pair_format, "no_think")
     if expected is None:
-        assert pair is None
-    elif expected == "tie":
-        assert pair == {_TIE: True}
+        with pytest.raises(RowError):  # the reason goes into the source's report
+            to_pair(row, pair_format, "no_think")
+        return
+    pair = to_pair(row, pair_format, "no_think")
+    if expected == "tie":
+        assert pair is SKIP
     else:
         assert (pair["chosen"][-1]["content"], pair["rejected"][-1]["content"]) == expected
         assert pair["prompt"][-1]["role"] == "user" and pair["chosen"][-1]["role"] == "assistant"
@@ -285,7 +288,7 @@ DEGENERATE_REWARDS = [
     # (reward args, what the run must show)
     ({"value": 0.1}, "constant"),  # equal non-integer scores: every group zero-variance, advantages exactly 0
     ({"value": 0.0}, "constant"),  # a reward that scores 0 everywhere (e.g. timeouts scored 0)
-    ({"value": None}, "unscored"),  # a reward that returns None everywhere (timeouts): no crash
+    ({"value": None}, "unscored"),  # None everywhere, with max_unscored: 1 (checks off): no crash
 ]
 
 
@@ -294,7 +297,8 @@ def test_grpo_zero_variance_groups_give_no_gradient(
     tmp_path: Path, base_model: Path, args: dict, kind: str
 ) -> None:
     rewards = [{"name": f"{THIS}:constant_reward", "args": args}]
-    ctx = make_ctx(tmp_path, base_model, {"rl": grpo_stage(rewards=rewards, solve_threshold=1.0)}, "rl")
+    stage = grpo_stage(rewards=rewards, solve_threshold=1.0, max_unscored=1.0)
+    ctx = make_ctx(tmp_path, base_model, {"rl": stage}, "rl")
     summary = run_stage(ctx)
     assert summary["steps"] == 2
     assert summary["zero_std_groups"] == summary["groups"] == 4 and summary["zero_std_fraction"] == 1.0
@@ -302,6 +306,38 @@ def test_grpo_zero_variance_groups_give_no_gradient(
     unscored = 16 if kind == "unscored" else 0
     assert summary["unscored_completions"] == unscored
     assert summary["accuracy"] == (None if kind == "unscored" else 0.0)
+
+
+def sparse_none_reward(completions: list[Any], trainer_state: Any, **kwargs: Any) -> list[float | None]:
+    """0.5 everywhere but the first completion of odd steps (None): 1 in 16 unscored over two steps."""
+    return [None if i == 0 and trainer_state.global_step % 2 else 0.5 for i in range(len(completions))]
+
+
+# (reward, stage keys, the error's fragment or None for a run that trains)
+UNSCORED = [
+    ({"name": f"{THIS}:constant_reward", "args": {"value": None}}, {},
+     "16 of 16 completions of the last 2 rollout batches got no score from any reward ('constant_reward')"),
+    ({"name": f"{THIS}:constant_reward", "args": {"value": None}}, {"unscored_window": 1},
+     "8 of 8 completions of the last 1 rollout batches"),  # a full window stops the stage at once
+    ({"name": f"{THIS}:sparse_none_reward"}, {}, None),  # 6% unscored: under the default 10%
+    ({"name": f"{THIS}:sparse_none_reward"}, {"max_unscored": 0.05}, "1 of 16 completions"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("reward", "keys", "error"), UNSCORED)
+def test_grpo_stage_fails_loudly_when_its_rewards_score_nothing(
+    tmp_path: Path, base_model: Path, reward: dict[str, Any], keys: dict[str, Any], error: str | None
+) -> None:
+    from pipeline.stages.grpo.trainer import UnscoredRewardsError
+
+    ctx = make_ctx(tmp_path, base_model, {"rl": grpo_stage(rewards=[reward], **keys)}, "rl")
+    if error is None:
+        assert run_stage(ctx)["unscored_completions"] == 1
+        return
+    with pytest.raises(UnscoredRewardsError) as info:
+        run_stage(ctx)
+    message = str(info.value)
+    assert message.startswith("stage 'rl': ") and error in message and "max_unscored=" in message
 
 
 def test_grpo_lora_saves_a_merged_model(tmp_path: Path, base_model: Path) -> None:

@@ -21,13 +21,11 @@ from pipeline.data.sources import (
     DataError,
     RowCheck,
     SourceReport,
-    is_messages,
+    check_source,
     is_prompt,
     is_str,
-    map_source_rows,
     read_source,
     seed_for,
-    source_name,
 )
 
 
@@ -111,12 +109,6 @@ class Check:
     report: SourceReport | None = None
 
 
-def _sft_row(row: dict[str, Any]) -> dict[str, Any] | None:
-    if is_messages(row.get("messages")):
-        return row
-    return row if is_str(row.get("prompt")) and is_str(row.get("response")) else None
-
-
 def checks_of(recipe: Recipe) -> list[Check]:
     """What to check for every source of the recipe: the columns its stage kind and rewards read."""
     out = []
@@ -125,7 +117,9 @@ def checks_of(recipe: Recipe) -> list[Check]:
         required: dict[str, RowCheck] = {}
         transform = None
         if stage.kind == "sft":
-            transform = _sft_row
+            from pipeline.data.formatting import sft_row
+
+            transform = sft_row
         elif stage.kind == "reward_model":
             from pipeline.stages.reward_model import to_pair
 
@@ -147,17 +141,23 @@ def checks_of(recipe: Recipe) -> list[Check]:
 
 
 def check_data(recipe: Recipe, rows: int | None = None) -> list[Check]:
-    """Load every source of the recipe (its first ``rows`` rows, or all) and check them; DataError if unusable."""
+    """Load every source of the recipe (its first ``rows`` rows, or all) and check them; DataError if unusable.
+
+    Checking every row (``dry_run=data``) also fills the local caches for an offline run: every data set
+    is prepared in the datasets cache as it is loaded, and the recipe's hub models are downloaded.
+    """
     checks = checks_of(recipe)
+    if rows is None:
+        from pipeline.hub import prefetch_models
+
+        prefetch_models(recipe)
     for check in checks:
         source = check.source
         if rows is not None and not source.source.startswith("builtin:"):
             source = dataclasses.replace(source, size=min(source.size or rows, rows))
         try:
             raw = read_source(source, seed_for(source, recipe.run.seed))
-            if not raw:
-                raise DataError(f"data source '{source_name(source)}' ({source.split}) has no rows")
-            _, check.report = map_source_rows(source, raw, check.required, check.transform)
+            check.report = check_source(source, raw, check.required, check.transform)
         except DataError as exc:
             raise DataError(f"{check.owner}: {exc}") from None
     return checks

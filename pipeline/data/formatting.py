@@ -63,6 +63,16 @@ def _formatted(messages: list[dict[str, Any]], mode: str, fmt: PromptFormat, upt
     return out
 
 
+def sft_row(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` if SFT can use it (a ``messages`` conversation, or ``prompt`` + ``response`` text); RowError if not."""
+    from pipeline.data.presets.base import RowError
+    from pipeline.data.sources import is_messages, is_str
+
+    if is_messages(row.get("messages")) or (is_str(row.get("prompt")) and is_str(row.get("response"))):
+        return row
+    raise RowError("no 'messages' conversation and no 'prompt' + 'response' text")
+
+
 def row_mode_of(row: dict[str, Any], mode: str) -> str:
     """The row's own thinking mode when it has one (and the stage writes markers), else the stage's."""
     own = row.get(ROW_MODE)

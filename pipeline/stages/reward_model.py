@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pipeline.config import DataSource, StageConfig
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 PRODUCES_POLICY = False  # the cascade goes on from the policy this stage started from
 
 PairFormat = Literal["auto", "chosen_rejected", "helpsteer3"]
-_TIE = "__tie__"
 
 
 @dataclass
@@ -69,9 +69,13 @@ def _messages(value: Any) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
-def to_pair(row: dict[str, Any], pair_format: str, mode: str, fmt: Any = None) -> dict[str, Any] | None:
-    """A conversational pair ``{prompt, chosen, rejected}`` (messages), ``{_TIE: True}``, or None if unusable."""
+def to_pair(row: dict[str, Any], pair_format: str, mode: str, fmt: Any = None) -> Any:
+    """A conversational pair ``{prompt, chosen, rejected}`` (messages), or SKIP for a tie.
+
+    Raises RowError with the reason for a row that is no pair.
+    """
     from pipeline.data.formatting import PLAIN, rl_prompt
+    from pipeline.data.presets import SKIP, RowError
     from pipeline.data.sources import is_messages, is_prompt, is_str
 
     fmt = fmt or PLAIN
@@ -79,12 +83,14 @@ def to_pair(row: dict[str, Any], pair_format: str, mode: str, fmt: Any = None) -
         pair_format = "helpsteer3" if "overall_preference" in row else "chosen_rejected"
     if pair_format == "helpsteer3":
         pref, context = row.get("overall_preference"), row.get("context")
-        if isinstance(pref, bool) or not isinstance(pref, (int, float)) or not is_prompt(context):
-            return None
+        if isinstance(pref, bool) or not isinstance(pref, (int, float)):
+            raise RowError("'overall_preference' is not a number")
+        if not is_prompt(context):
+            raise RowError("'context' is neither text nor a conversation")
         if not (is_str(row.get("response1")) and is_str(row.get("response2"))):
-            return None
+            raise RowError("'response1' or 'response2' is not text")
         if pref == 0:
-            return {_TIE: True}
+            return SKIP  # a tie: counted apart from unusable rows
         better, worse = ("response1", "response2") if pref < 0 else ("response2", "response1")
         return {
             "prompt": rl_prompt(context, mode, fmt),
@@ -97,17 +103,23 @@ def to_pair(row: dict[str, Any], pair_format: str, mode: str, fmt: Any = None) -
             chosen = [{"role": "assistant", "content": chosen}]
             rejected = [{"role": "assistant", "content": rejected}]
         if not (is_messages(chosen) and is_messages(rejected)):
-            return None
+            raise RowError("'chosen' and 'rejected' are not both text or both conversations")
         return {
             "prompt": rl_prompt(prompt, mode, fmt),
             "chosen": _messages(chosen),
             "rejected": _messages(rejected),
         }
     # No prompt column: two full conversations that share every turn but the last.
-    if not (is_messages(chosen) and is_messages(rejected)) or len(chosen) < 2:
-        return None
-    if _messages(chosen[:-1]) != _messages(rejected[:-1]) or len(chosen) != len(rejected):
-        return None
+    shared = (
+        is_messages(chosen)
+        and is_messages(rejected)
+        and len(chosen) == len(rejected) >= 2
+        and _messages(chosen[:-1]) == _messages(rejected[:-1])
+    )
+    if not shared:
+        raise RowError(
+            "no 'prompt', and 'chosen' / 'rejected' are not conversations that share every turn but the last"
+        )
     return {
         "prompt": _messages(chosen[:-1]),
         "chosen": _messages(chosen[-1:]),
@@ -116,47 +128,68 @@ def to_pair(row: dict[str, Any], pair_format: str, mode: str, fmt: Any = None) -
 
 
 def load_pairs(
-    ctx: StageContext[Config], sources: list[DataSource], seed: int
-) -> tuple[list[dict[str, Any]], int]:
-    """The usable pairs of ``sources`` and the number of ties dropped.
+    ctx: StageContext[Config], sources: list[DataSource], seed: int, scratch: Path, name: str
+) -> Any:
+    """The usable pairs of ``sources`` as a typed ``Dataset`` (prompt, chosen, rejected), and the ties left out.
 
-    Ties are dropped here rather than as unusable rows, so that a data set with many of them does not
+    Ties are skipped rather than counted as unusable rows, so that a data set with many of them does not
     trip the loader's guard against wrong column mappings.
     """
     from pipeline.data.sources import load_rows, row_mode
+    from pipeline.data.table import typed_map
 
     cfg = ctx.config
     counter = iter(range(1 << 62))
     fmt = cfg.prompt.format()
 
-    def transform(row: dict[str, Any]) -> dict[str, Any] | None:
+    def transform(row: dict[str, Any]) -> Any:
         mode = row_mode(cfg.prompt_mode, cfg.think_fraction, next(counter), seed)
         return to_pair(row, cfg.pair_format, mode, fmt)
 
-    data = load_rows(sources, {}, seed, transform=transform)
-    pairs = [p for p in data.rows if _TIE not in p]
-    ties = len(data.rows) - len(pairs)
+    data = load_rows(sources, {}, seed, transform=transform, scratch=scratch / name)
+    pairs, _ = typed_map(data.dataset, lambda row, i: row, desc=f"{ctx.name}: {name} pairs",
+                         cache_file=scratch / f"{name}.arrow")  # fmt: skip
+    ties = sum(r.skipped for r in data.reports)
     log.info(
-        "stage %s: %d preference pairs, %d ties dropped (%s)", ctx.name, len(pairs), ties, data.describe()
+        "stage %s: %d preference pairs, %d ties left out (%s)", ctx.name, len(pairs), ties, data.describe()
     )
     return pairs, ties
 
 
-def split_pairs(ctx: StageContext[Config]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """Training pairs, held-out pairs and ties dropped (rows are shuffled by the loader already)."""
+def split_pairs(ctx: StageContext[Config]) -> tuple[Any, Any, int]:
+    """Training pairs, held-out pairs (None without any) and the ties left out, as memory-mapped ``Dataset``s.
+
+    Built once, by the main process, into the stage's ``data/`` folder; every process memory-maps it.
+    The rows are shuffled by the loader already, so the held-out pairs are the last ones.
+    """
+    from datasets import DatasetDict
+
+    from pipeline.data.table import STAGE_DATA, build_once
+
     cfg = ctx.config
-    pairs, ties = load_pairs(ctx, cfg.data, ctx.seed)
-    if cfg.eval_data:
-        held_out, eval_ties = load_pairs(ctx, cfg.eval_data, ctx.seed + 1)
-        return pairs, held_out, ties + eval_ties
-    n = cfg.eval_size if cfg.eval_size is not None else round(cfg.eval_fraction * len(pairs))
-    if cfg.eval_fraction > 0 and cfg.eval_size is None:
-        n = max(1, n)
-    if n >= len(pairs):
-        raise ConfigError(
-            f"key 'stages.{ctx.name}.eval_size' holds out {n} of {len(pairs)} pairs, leaving none to train on"
-        )
-    return (pairs[: len(pairs) - n], pairs[len(pairs) - n :], ties) if n else (pairs, [], ties)
+
+    def build(scratch: Path) -> Any:
+        pairs, ties = load_pairs(ctx, cfg.data, ctx.seed, scratch, "train")
+        if cfg.eval_data:
+            held_out, eval_ties = load_pairs(ctx, cfg.eval_data, ctx.seed + 1, scratch, "eval")
+            train, ties = pairs, ties + eval_ties
+        else:
+            n = cfg.eval_size if cfg.eval_size is not None else round(cfg.eval_fraction * len(pairs))
+            if cfg.eval_fraction > 0 and cfg.eval_size is None:
+                n = max(1, n)
+            if n >= len(pairs):
+                raise ConfigError(
+                    f"key 'stages.{ctx.name}.eval_size' holds out {n} of {len(pairs)} pairs, leaving none to train on"
+                )
+            train, held_out = (
+                pairs.select(range(len(pairs) - n)),
+                pairs.select(range(len(pairs) - n, len(pairs))),
+            )
+        tables = {"train": train, "eval": held_out} if len(held_out) else {"train": train}
+        return DatasetDict(tables), {"ties": ties}
+
+    tables, counts = build_once(ctx.stage_dir / STAGE_DATA, build)
+    return tables.get("train"), tables.get("eval"), counts["ties"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,14 +224,19 @@ def pairwise_accuracy(trainer: Any) -> tuple[int, int]:
 
 
 def run(ctx: StageContext[Config]) -> StageResult:
-    from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    from pipeline.models import load_tokenizer, peft_config, weights_dtype
+    from pipeline.hub import loading
+    from pipeline.models import load_tokenizer, model_kwargs, peft_config
 
     cfg = ctx.config
     train_pairs, eval_pairs, ties = split_pairs(ctx)
-    tokenizer = load_tokenizer(ctx.init_path)
+    tokenizer = load_tokenizer(ctx.init_path, ctx.recipe.model)
+    # the model.* keys (dtype, attention, remote code, offline cache) as for the policy; TRL loads the model
+    init_kwargs = model_kwargs(
+        ctx.init_path, ctx.recipe.run.precision, True, cfg.lora.enabled, ctx.recipe.model
+    )
+    init_kwargs["dtype"] = str(init_kwargs["dtype"]).removeprefix("torch.")
     args = make_config(
         RewardConfig,
         {
@@ -206,31 +244,28 @@ def run(ctx: StageContext[Config]) -> StageResult:
             "max_length": cfg.train.max_length,
             "per_device_eval_batch_size": cfg.eval_batch_size or cfg.train.batch_size,
             "center_rewards_coefficient": cfg.center_rewards_coefficient,
-            "model_init_kwargs": {
-                "dtype": str(weights_dtype(ctx.recipe.run.precision, True, cfg.lora.enabled)).removeprefix(
-                    "torch."
-                )
-            },
+            "model_init_kwargs": init_kwargs,
             "eval_strategy": "no",
             "dataset_num_proc": None,
             **cfg.train.extra,
         },
     )
     metrics = MetricsCallbackFactory.create(ctx)
-    trainer = RewardTrainer(
-        model=ctx.init_path,  # loaded as AutoModelForSequenceClassification with num_labels=1
-        args=args,
-        train_dataset=Dataset.from_list(train_pairs),
-        eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None,
-        processing_class=tokenizer,
-        peft_config=peft_config(cfg.lora, task_type="SEQ_CLS"),
-        callbacks=[metrics, *ctx.callbacks],
-    )
+    with loading(ctx.init_path, init_kwargs.get("revision")):  # a hub id out of reach: from the cache
+        trainer = RewardTrainer(
+            model=ctx.init_path,  # loaded as AutoModelForSequenceClassification with num_labels=1
+            args=args,
+            train_dataset=train_pairs,
+            eval_dataset=eval_pairs,
+            processing_class=tokenizer,
+            peft_config=peft_config(cfg.lora, task_type="SEQ_CLS"),
+            callbacks=[metrics, *ctx.callbacks],
+        )
     t0 = time.monotonic()
     output = trainer.train(resume_from_checkpoint=resume_point(ctx))
     summary = train_summary(trainer, metrics, output, time.monotonic() - t0)
     summary.update(pairs=len(train_pairs), ties_dropped=ties, train_accuracy=metrics.last.get("accuracy"))
-    if eval_pairs:
+    if eval_pairs is not None:
         correct, total = pairwise_accuracy(trainer)
         summary.update(
             pairwise_accuracy=round(correct / total, 4) if total else None,

@@ -11,11 +11,11 @@ import importlib.util
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
-from pipeline.config import StageConfig
-from pipeline.data.sources import is_messages, is_str, load_rows, row_mode
-from pipeline.schema import ConfigError
+from pipeline.config import StageConfig, environment_problem
+from pipeline.data.sources import load_rows, row_mode
 from pipeline.stages.base import (
     MetricsCallbackFactory,
     StageContext,
@@ -45,29 +45,38 @@ class Config(StageConfig):
     def validate(self, key: str) -> None:
         super().validate(key)
         if self.liger and importlib.util.find_spec("liger_kernel") is None:
-            raise ConfigError(f"key '{key}.liger' needs the liger-kernel package (pip install liger-kernel)")
+            environment_problem(
+                f"key '{key}.liger' needs the liger-kernel package (pip install liger-kernel)"
+            )
 
 
 def build_dataset(ctx: StageContext[Config]) -> Any:
-    """The stage's conversations as a ``datasets.Dataset`` with one ``messages`` column."""
-    from datasets import Dataset
+    """The stage's conversations as a ``datasets.Dataset`` with one ``messages`` column.
 
-    from pipeline.data.formatting import sft_messages
+    Built once, by the main process, into the stage's ``data/`` folder; every process memory-maps it.
+    """
+    from datasets import DatasetDict
 
-    def usable(row: dict[str, Any]) -> dict[str, Any] | None:
-        if is_messages(row.get("messages")):
-            return row
-        return row if is_str(row.get("prompt")) and is_str(row.get("response")) else None
+    from pipeline.data.formatting import sft_messages, sft_row
+    from pipeline.data.table import STAGE_DATA, build_once, typed_map
 
-    data = load_rows(ctx.config.data, {}, ctx.seed, transform=usable)
     cfg = ctx.config
     fmt = cfg.prompt.format()
-    rows = [
-        {"messages": sft_messages(row, row_mode(cfg.prompt_mode, cfg.think_fraction, i, ctx.seed), fmt)}
-        for i, row in enumerate(data.rows)
-    ]
-    log.info("stage %s: %d conversations (%s)", ctx.name, len(rows), data.describe())
-    return Dataset.from_list(rows)
+
+    def conversation(row: dict[str, Any], i: int) -> dict[str, Any]:
+        return {
+            "messages": sft_messages(row, row_mode(cfg.prompt_mode, cfg.think_fraction, i, ctx.seed), fmt)
+        }
+
+    def build(scratch: Path) -> Any:
+        data = load_rows(cfg.data, {}, ctx.seed, transform=sft_row, scratch=scratch)
+        table, _ = typed_map(
+            data.dataset, conversation, desc=f"{ctx.name}: conversations", cache_file=scratch / "train.arrow"
+        )
+        log.info("stage %s: %d conversations (%s)", ctx.name, len(table), data.describe())
+        return DatasetDict({"train": table}), {}
+
+    return build_once(ctx.stage_dir / STAGE_DATA, build)[0]["train"]
 
 
 def run(ctx: StageContext[Config]) -> StageResult:
@@ -77,7 +86,7 @@ def run(ctx: StageContext[Config]) -> StageResult:
 
     cfg = ctx.config
     dataset = build_dataset(ctx)
-    tokenizer = load_tokenizer(ctx.init_path)
+    tokenizer = load_tokenizer(ctx.init_path, ctx.recipe.model)
     assistant_only = cfg.assistant_only_loss
     if assistant_only:
         from pipeline.data.masks import tokenize_with_mask, trl_handles
@@ -89,10 +98,13 @@ def run(ctx: StageContext[Config]) -> StageResult:
                 "stage %s: assistant-only loss from the rendered conversations (no generation markers)",
                 ctx.name,
             )
-            dataset = dataset.map(
-                lambda row: tokenize_with_mask(tokenizer, row["messages"], cfg.train.max_length),
-                remove_columns=dataset.column_names,
-            )
+            from pipeline.distributed import process_state
+
+            with process_state().main_process_first():  # the others read the main process's cached result
+                dataset = dataset.map(
+                    lambda row: tokenize_with_mask(tokenizer, row["messages"], cfg.train.max_length),
+                    remove_columns=dataset.column_names,
+                )
             assistant_only = (
                 False  # TRL's own masking needs markers; the assistant_masks column applies anyway
             )
@@ -114,7 +126,11 @@ def run(ctx: StageContext[Config]) -> StageResult:
     )
     # loaded after the arguments: under ZeRO-3 they make from_pretrained partition the weights as it loads
     model = load_causal_lm(
-        ctx.init_path, ctx.recipe.run.precision, training=True, frozen_base=cfg.lora.enabled
+        ctx.init_path,
+        ctx.recipe.run.precision,
+        training=True,
+        frozen_base=cfg.lora.enabled,
+        model=ctx.recipe.model,
     )
     metrics = MetricsCallbackFactory.create(ctx)
     trainer = SFTTrainer(

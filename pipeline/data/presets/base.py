@@ -85,16 +85,40 @@ class Preset:
 # Helpers the adapters share
 
 
-def text(row: Mapping[str, Any], *names: str, required: bool = True) -> str | None:
-    """The first non-empty string among columns ``names``; RowError naming them when there is none."""
+def text(row: Mapping[str, Any], *names: str, required: bool = True, numbers: bool = False) -> str | None:
+    """The first non-empty string among columns ``names``; RowError naming them when there is none.
+
+    A column that holds something else than text (a list, a dict; a number unless ``numbers``, as an
+    AIME answer may be) is a RowError naming the column and what it holds: a file whose column has the
+    wrong type is reported, not read as the text of its value.
+    """
     for name in names:
         value = row.get(name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        if isinstance(value, str) and value.strip():
-            return value
+        if isinstance(value, str):
+            if value.strip():
+                return value
+            continue
+        if value is None:
+            continue
+        if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(_plain_number(value))
+        raise RowError(f"column '{name}' holds {type(value).__name__}, not text")
     if required:
         raise RowError(f"no text in column {' / '.join(repr(n) for n in names)}")
+    return None
+
+
+def ident(row: Mapping[str, Any], *names: str) -> str | None:
+    """A row's id: the first of columns ``names`` that holds text or a whole number, as text; else None.
+
+    A missing value stays None (the loader then numbers the row), never the text "None".
+    """
+    for name in names:
+        value = row.get(name)
+        if isinstance(value, str) and value.strip():
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
     return None
 
 

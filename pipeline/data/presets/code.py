@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.data.presets.base import SKIP, Preset, RowError, Scorer, as_list, text
+from pipeline.data.presets.base import SKIP, Preset, RowError, Scorer, as_list, ident, text
 
 # --------------------------------------------------------------------------------------------------
 # HumanEval
@@ -61,7 +61,7 @@ def humaneval(row: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]
         f"def check(candidate):\n    globals()[{entry_point!r}] = candidate\n    return _humaneval_check(candidate)\n"
     )
     return {
-        "id": text(row, "task_id", required=False) or entry_point,
+        "id": ident(row, "task_id") or entry_point,
         "prompt": f"{options['instruction']}\n\n```python\n{prompt}```",
         "tests": {"kind": "assert", "test": checker, "entry_point": entry_point, "prefix": prompt},
     }
@@ -91,7 +91,7 @@ def mbpp(row: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
     test = f"{setup}\n\ndef check(candidate):\n    {fn} = candidate\n{body}\n".lstrip("\n")
     prompt = f"{description.strip()}\nYour code should pass this test:\n{asserts[0].strip()}"
     return {
-        "id": str(row.get("task_id", fn)),
+        "id": ident(row, "task_id") or fn,
         "prompt": f"{prompt}\n{options['instruction']}".rstrip(),
         "tests": {"kind": "assert", "test": test, "entry_point": fn},
     }
@@ -202,7 +202,7 @@ def livecodebench(row: dict[str, Any], options: Mapping[str, Any]) -> Any:
     else:
         raise RowError(f"unknown or mixed testtype {sorted(map(str, kinds))}")
     return {
-        "id": str(row.get("question_id") or text(row, "question_title")),
+        "id": ident(row, "question_id", "question_title"),
         "prompt": f"{question.strip()}\n\n{ask}",
         "tests": tests,
         "difficulty": row.get("difficulty"),

@@ -13,7 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.data.presets.base import Preset, RowError, Scorer, as_list, cleaned_kwargs, messages, text
+from pipeline.data.presets.base import (
+    Preset,
+    RowError,
+    Scorer,
+    as_list,
+    cleaned_kwargs,
+    ident,
+    messages,
+    text,
+)
 
 
 def _ids(row: Mapping[str, Any]) -> list[str]:
@@ -44,7 +53,7 @@ def _checked(row: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
 
 def _row(row: Mapping[str, Any], ids: list[str], kwargs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "id": str(row.get("key", "")) or None,
+        "id": ident(row, "key"),
         "prompt": text(row, "prompt"),
         "instruction_id_list": ids,
         "kwargs": kwargs,
@@ -76,7 +85,7 @@ def cascade_if(row: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any
     if isinstance(conversation, list) and conversation[-1]["role"] != "user":
         raise RowError("the prompt conversation does not end with a user turn")
     return {
-        "id": str(row.get("id", "")) or None,
+        "id": ident(row, "id"),
         "prompt": conversation,
         "instruction_id_list": ids,
         "kwargs": kwargs,

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.data.presets.base import Preset, RowError, Scorer, text
+from pipeline.data.presets.base import Preset, RowError, Scorer, ident, text
 
 BOXED = "Put the final answer in \\boxed{}."
 
@@ -26,19 +26,24 @@ def _answer(value: str) -> str:
 def _row(row: Mapping[str, Any], question: str, answer: str, options: Mapping[str, Any], *ids: str) -> dict:
     suffix = options["instruction"]
     return {
-        "id": next((str(row[i]) for i in ids if row.get(i) not in (None, "")), None),
+        "id": ident(row, *ids),
         "prompt": f"{question.strip()}\n\n{suffix}".strip() if suffix else question.strip(),
         "answer": _answer(answer),
     }
 
 
 def math500(row: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    return _row(row, text(row, "problem"), text(row, "answer"), options, "unique_id")
+    return _row(row, text(row, "problem"), text(row, "answer", numbers=True), options, "unique_id")
 
 
 def aime(row: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
     return _row(
-        row, text(row, "problem", "question", "Problem"), text(row, "answer", "Answer"), options, "id", "ID"
+        row,
+        text(row, "problem", "question", "Problem"),
+        text(row, "answer", "Answer", numbers=True),
+        options,
+        "id",
+        "ID",
     )
 
 
@@ -55,7 +60,7 @@ def gsm8k(row: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
 
 def cascade_math(row: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
     question = text(row, "problem", "question", "prompt")
-    return _row(row, question, text(row, "answer", "expected_answer"), options, "id", "uuid")
+    return _row(row, question, text(row, "answer", "expected_answer", numbers=True), options, "id", "uuid")
 
 
 def _math(name: str, description: str, fn: Any, reads: tuple[str, ...], **defaults: Any) -> Preset:

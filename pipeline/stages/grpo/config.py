@@ -118,6 +118,10 @@ class Config(StageConfig):
     epoch_filter: EpochFilterConfig = field(default_factory=EpochFilterConfig)
     phases: list[PhaseConfig] = field(default_factory=list)
     log_completions: bool = False
+    # a reward that scores nothing must not train on zeros: the stage fails when more than this share of
+    # the completions of the last unscored_window rollout batches got no score from any reward
+    max_unscored: float = 0.1
+    unscored_window: int = 4
 
     def validate(self, key: str) -> None:
         super().validate(key)
@@ -132,6 +136,8 @@ class Config(StageConfig):
             ("num_iterations", self.num_iterations >= 1, "must be at least 1"),
             ("epsilon", self.epsilon > 0, "must be positive"),
             ("steps_per_generation", (self.steps_per_generation or 1) >= 1, "must be at least 1"),
+            ("max_unscored", 0 <= self.max_unscored <= 1, "must be in [0, 1]"),
+            ("unscored_window", self.unscored_window >= 1, "must be at least 1"),
         ]
         for name, ok, rule in checks:
             if not ok:

@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,7 @@ def run_phase(
     phase: Phase,
     init: str,
     dataset: Any,
-    rows: list[dict[str, Any]],
+    rows: Sequence[dict[str, Any]],
     filter_state: Any,
 ) -> None:
     """Train one phase from ``init`` (resuming its latest trainer checkpoint), save its weights and record.
@@ -188,9 +189,11 @@ def run_phase(
     cfg = ctx.config
     funcs, weights = build_rewards(ctx)
     args = grpo_args(ctx, phase, weights)
-    tokenizer = load_tokenizer(init)
+    tokenizer = load_tokenizer(init, ctx.recipe.model)
     tokenizer.padding_side = "left"
-    model = load_causal_lm(init, ctx.recipe.run.precision, training=True, frozen_base=cfg.lora.enabled)
+    model = load_causal_lm(
+        init, ctx.recipe.run.precision, training=True, frozen_base=cfg.lora.enabled, model=ctx.recipe.model
+    )
     f = cfg.epoch_filter
     rule = (
         EpochFilterRule(f.drop_solved, f.drop_unsolved, f.readmit_hard, f.readmit_easy) if f.enabled else None
@@ -210,6 +213,9 @@ def run_phase(
         on_epoch_filtered=on_epoch_filtered,
         engine=ctx.recipe.generation.engine,
         compile=ctx.recipe.generation.compile,
+        stage=ctx.name,
+        max_unscored=cfg.max_unscored,
+        unscored_window=cfg.unscored_window,
     )
     metrics = MetricsCallbackFactory.create(ctx)
     trainer = CascadeGRPOTrainer(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from trl import GRPOTrainer
 
 from pipeline.atomic import write_json
 from pipeline.stages.grpo.config import ROW_COLUMN, TRUNCATED_COLUMN
+from pipeline.stages.grpo.data import with_source_rows
 from pipeline.stages.grpo.filters import (
     AdmittedRepeatSampler,
     EpochFilterRule,
@@ -51,7 +53,7 @@ class RLOptions:
     """The stage settings the trainer needs beyond ``GRPOConfig``."""
 
     prompt_ids: list[str]  # the dataset's ``id`` column, in dataset order
-    side_rows: list[dict[str, Any]]  # full source rows, indexed by the dataset's ``row`` column
+    side_rows: Sequence[dict[str, Any]]  # full source rows, indexed by the dataset's ``row`` column
     solve_threshold: float | None = None  # a completion is solved when its total reward reaches this
     truncated_reward: float | None = (
         None  # score of a completion cut at max_completion_length (None: as scored)
@@ -60,6 +62,13 @@ class RLOptions:
     on_epoch_filtered: Callable[[dict[str, Any]], None] | None = None
     engine: str = "hf"  # generation.engine; hf and vllm generate through TRL's own paths
     compile: str = "auto"  # generation.compile, for the compiled engine
+    stage: str = "grpo"  # the stage's name, for the unscored-completions error
+    max_unscored: float = 1.0  # share of unscored completions over the window that stops the stage
+    unscored_window: int = 4  # rollout batches
+
+
+class UnscoredRewardsError(RuntimeError):
+    """The stage's rewards scored too few completions: training on them would train on zeros."""
 
 
 @dataclass
@@ -86,6 +95,7 @@ class CascadeGRPOTrainer(GRPOTrainer):
         self._zero_groups: torch.Tensor | None = None
         self._last_log: tuple[float, int] | None = None
         self._batch_inputs: list[dict[str, Any]] | None = None
+        self._unscored: deque[tuple[int, int]] = deque(maxlen=rl.unscored_window)  # (completions, unscored)
         super().__init__(*args, **kwargs)
         self.add_callback(_RLCallback(self))
         from pipeline.generation import resolve
@@ -167,16 +177,13 @@ class CascadeGRPOTrainer(GRPOTrainer):
         """The rows as the rewards read them: full dataset columns back, truncated completions' scores fixed.
 
         The dataset carries only the prompt, id, prompt mode and row index, so that nested columns never
-        pass through Arrow. TRL reads the columns of the first row from every row, and sources mixed in
-        one stage may differ in columns, so every row gets the union (None where a source has no such
-        column). With ``truncated_reward`` set, a truncated completion's score is known before any reward
-        runs: every term gives it that score (:class:`~pipeline.stages.grpo.rewards.StageReward` reads it
-        from the row) and no reward is run for it.
+        pass through Arrow (:func:`~pipeline.stages.grpo.data.with_source_rows` joins them back). With
+        ``truncated_reward`` set, a truncated completion's score is known before any reward runs: every
+        term gives it that score (:class:`~pipeline.stages.grpo.rewards.StageReward` reads it from the
+        row) and no reward is run for it.
         """
         if inputs and ROW_COLUMN in inputs[0]:
-            rows = [self.rl.side_rows[x[ROW_COLUMN]] for x in inputs]
-            blank = dict.fromkeys(set().union(*rows))
-            inputs = [{**blank, **row, **x} for row, x in zip(rows, inputs, strict=True)]
+            inputs = with_source_rows(self.rl.side_rows, inputs)
         fixed = self.rl.truncated_reward
         if fixed is not None:
             inputs = [{**x, TRUNCATED_COLUMN: fixed if c else None} for x, c in zip(inputs, cut, strict=True)]
@@ -198,6 +205,9 @@ class CascadeGRPOTrainer(GRPOTrainer):
         c.completions += int(totals.numel())
         c.scored += int(scored.sum())
         c.truncated += int(truncated.sum())
+        self._unscored.append((int(totals.numel()), int((~scored).sum())))
+        if len(self._unscored) == self._unscored.maxlen:
+            self.check_unscored()
         metrics = self._metrics["train"]
         metrics["filter/zero_std_groups"].append(float(zero.sum()))
         metrics["filter/zero_std_frac"].append(float(zero.float().mean()))
@@ -213,6 +223,21 @@ class CascadeGRPOTrainer(GRPOTrainer):
             for pid, ok, has_score in zip(ids, solved.tolist(), scored.tolist(), strict=True):
                 self.filter_state.record(pid, ok, has_score)
             self.filter_state.groups_in_epoch += int(zero.numel())
+
+    def check_unscored(self) -> None:
+        """Fail when no reward scored more than ``max_unscored`` of the window's completions.
+
+        Every process sees the same gathered rewards, so all of them fail at the same step.
+        """
+        total = sum(n for n, _ in self._unscored)
+        unscored = sum(u for _, u in self._unscored)
+        if total and unscored > self.rl.max_unscored * total:
+            names = ", ".join(f"'{n}'" for n in self.reward_func_names)
+            raise UnscoredRewardsError(
+                f"stage '{self.rl.stage}': {unscored} of {total} completions of the last {len(self._unscored)} "
+                f"rollout batches got no score from any reward ({names}), more than max_unscored="
+                f"{self.rl.max_unscored:g}: the rows lack what the reward reads or its checker cannot run"
+            )
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         self._batch_inputs = inputs  # the rows of the prompts being generated, for early scoring
@@ -303,6 +328,7 @@ class _RLCallback(TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.trainer.rollouts is not None:  # the engine's caches and inference copy go with the phase
             self.trainer.rollouts.close()
+        self.trainer.check_unscored()  # a run shorter than the window is judged on what it saw
 
 
 def counters_summary(counters: RLCounters | dict[str, int], threshold: float | None) -> dict[str, Any]:
