@@ -214,8 +214,10 @@ def parameters_from_config(config: dict[str, Any]) -> int | None:
     kv = int(config.get("num_key_value_heads") or heads)
     head_dim = int(config.get("head_dim") or hidden // heads)
     attention = 2 * hidden * heads * head_dim + 2 * hidden * kv * head_dim
-    if config.get("attention_bias"):
+    if config.get("attention_bias") or config.get("model_type") == "qwen2":  # Qwen2: q/k/v biases always
         attention += heads * head_dim + 2 * kv * head_dim
+    if config.get("attention_bias"):  # Llama-style: the output projection's bias too
+        attention += hidden
     if config.get("model_type") == "qwen3":  # per-head RMSNorm of queries and keys
         attention += 2 * head_dim
     layer = attention + 3 * hidden * inter + 2 * hidden
