@@ -42,38 +42,21 @@ def render_prompts(tokenizer: Any, prompts: Sequence[Any], mode: str, fmt: Any =
 
 
 def generate_batch(
-    model: Any, tokenizer: Any, texts: list[str], gen: Any, seed: int
+    engine: Any, tokenizer: Any, prompts: list[list[int]], gen: Any, seed: int
 ) -> tuple[list[list[str]], int]:
-    """``gen.n`` completions for each text (one batch), and the number of tokens generated."""
-    import torch
+    """``gen.n`` completions for each prompt (token ids; one batch), and the number of tokens generated."""
+    from pipeline.generation import Sampling
 
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    sample = gen.temperature > 0
-    torch.manual_seed(seed)
-    eos = model.generation_config.eos_token_id or tokenizer.eos_token_id
-    with torch.inference_mode():
-        out = model.generate(
-            **enc,
-            max_new_tokens=gen.max_new_tokens,
-            do_sample=sample,
-            temperature=gen.temperature if sample else None,
-            top_p=gen.top_p if sample else None,
-            top_k=0 if sample else None,
-            num_return_sequences=gen.n,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=eos,
-        )
-    new = out[:, enc["input_ids"].shape[1] :]
-    eos_ids = set(eos if isinstance(eos, list) else [eos])
-    tokens, texts_out = 0, []
-    for row in new.tolist():
-        cut = next((i for i, t in enumerate(row) if t in eos_ids), len(row))
-        tokens += cut + (1 if cut < len(row) else 0)
-        texts_out.append(
-            tokenizer.decode(row[:cut], skip_special_tokens=False).replace(tokenizer.pad_token or "", "")
-        )
-    grouped = [texts_out[i * gen.n : (i + 1) * gen.n] for i in range(len(texts))]
-    return grouped, tokens
+    sampling = Sampling(
+        gen.max_new_tokens, gen.temperature, gen.top_p if gen.temperature > 0 else 1.0, 0, gen.n
+    )
+    out = engine.generate(prompts, sampling, seed)
+    pad = tokenizer.pad_token or ""
+    texts = [
+        tokenizer.decode(ids if cut else ids[:-1], skip_special_tokens=False).replace(pad, "")
+        for ids, cut in zip(out.ids, out.truncated, strict=True)
+    ]
+    return [texts[i * gen.n : (i + 1) * gen.n] for i in range(len(prompts))], out.tokens
 
 
 # --------------------------------------------------------------------------------------------------
@@ -166,8 +149,30 @@ def load_benchmark_rows(bench: BenchmarkConfig, seed: int) -> list[dict[str, Any
     return rows
 
 
+class Prepared:
+    """A benchmark's rows and their prompts as token ids, before any generation."""
+
+    def __init__(self, bench: BenchmarkConfig, tokenizer: Any, seed: int):
+        self.rows = load_benchmark_rows(bench, seed)
+        texts = render_prompts(
+            tokenizer, [r["prompt"] for r in self.rows], bench.prompt_mode, bench.prompt.format()
+        )
+        self.prompts = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+    def longest(self, gen: Any) -> tuple[int, int]:
+        """(rows, tokens) of the largest generation call: a full batch of the longest prompts."""
+        width = max((len(p) for p in self.prompts), default=0)
+        return min(gen.batch_size, len(self.prompts)) * gen.n, width + gen.max_new_tokens
+
+
 def run_benchmark(
-    name: str, bench: BenchmarkConfig, model: Any, tokenizer: Any, seed: int, judges: dict[str, str]
+    name: str,
+    bench: BenchmarkConfig,
+    engine: Any,
+    tokenizer: Any,
+    seed: int,
+    judges: dict[str, str],
+    prepared: Prepared | None = None,
 ) -> dict[str, Any]:
     from accelerate.utils import broadcast_object_list, gather_object
     from tqdm.auto import tqdm
@@ -178,10 +183,9 @@ def run_benchmark(
     if reward is None:
         log.info("benchmark %s skipped: its judge %s has not been trained yet", name, bench.scorer.judge)
         return {"domain": bench.domain, "skipped": f"judge '{bench.scorer.judge}' not trained yet"}
-    rows = load_benchmark_rows(bench, seed)
-    texts = render_prompts(tokenizer, [r["prompt"] for r in rows], bench.prompt_mode, bench.prompt.format())
-    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-    order = sorted(range(len(rows)), key=lambda i: (lengths[i], i))
+    prepared = prepared or Prepared(bench, tokenizer, seed)
+    rows, prompts = prepared.rows, prepared.prompts
+    order = sorted(range(len(rows)), key=lambda i: (len(prompts[i]), i))
     bs = bench.generation.batch_size
     batches = [order[i : i + bs] for i in range(0, len(order), bs)]
     mine = batches[state.process_index :: state.num_processes]
@@ -192,7 +196,7 @@ def run_benchmark(
         range(state.process_index, len(batches), state.num_processes), bar, strict=True
     ):
         completions, n_tok = generate_batch(
-            model, tokenizer, [texts[i] for i in batch], bench.generation, seed + b_index
+            engine, tokenizer, [prompts[i] for i in batch], bench.generation, seed + b_index
         )
         tokens += n_tok
         results.extend(zip(batch, completions, strict=True))
@@ -266,6 +270,16 @@ def resolve_checkpoint(recipe: Recipe, ref: str) -> str:
     raise ConfigError(f"argument 'checkpoint' names '{ref}', which is no stage, existing path or hub id")
 
 
+def _engine(recipe: Recipe, model: Any, tokenizer: Any, checkpoint: str) -> Any:
+    """The recipe's generation engine over an evaluation replica (``generation.engine``)."""
+    from pipeline.generation import end_tokens, make_engine, resolve
+
+    name = resolve(recipe.generation.engine, model.device.type)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    options = {"compile": recipe.generation.compile} if name == "compiled" else {}
+    return make_engine(name, model, end_tokens(model, tokenizer), pad, path=checkpoint, **options)
+
+
 def stage_judges(recipe: Recipe) -> dict[str, str]:
     """Final checkpoints of the recipe's stages that its run's ledger records, by stage name (judges)."""
     from pipeline.ledger import stage_checkpoints
@@ -293,12 +307,18 @@ def evaluate_checkpoint(
     tokenizer = load_tokenizer(checkpoint)
     tokenizer.padding_side = "left"
     model = load_causal_lm(checkpoint, recipe.run.precision, device=state.device).eval()
+    engine = _engine(recipe, model, tokenizer, checkpoint)
+    prepared = {name: Prepared(recipe.benchmarks[name], tokenizer, recipe.eval.seed) for name in names}
+    if hasattr(engine, "reserve") and prepared:  # one cache (and compilation) for every benchmark
+        shapes = [p.longest(recipe.benchmarks[n].generation) for n, p in prepared.items()]
+        engine.reserve(max(r for r, _ in shapes), max(t for _, t in shapes))
     benchmarks = {}
     for name in names:
         benchmarks[name] = run_benchmark(
-            name, recipe.benchmarks[name], model, tokenizer, recipe.eval.seed, judges or {}
+            name, recipe.benchmarks[name], engine, tokenizer, recipe.eval.seed, judges or {}, prepared[name]
         )
-    del model
+    engine.release()
+    del model, engine
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     record = {

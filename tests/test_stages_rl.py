@@ -525,3 +525,33 @@ def test_reward_model_reference_must_be_an_earlier_stage(tmp_path: Path, base_mo
 def test_batch_that_splits_groups_fails_when_the_recipe_loads(tmp_path: Path, base_model: Path) -> None:
     with pytest.raises(ConfigError, match=r"stages\.rl\.train\.batch_size.*multiple of num_generations=4"):
         make_ctx(tmp_path, base_model, {"rl": grpo_stage(train={"max_steps": 1, "batch_size": 6})}, "rl")
+
+
+# --------------------------------------------------------------------------------------------------
+# SFT batches
+
+
+def test_sft_padding_free_batches_give_the_padded_losses(tmp_path: Path, base_model: Path) -> None:
+    """Padding-free batches (one row of conversations, positions restarting) train exactly as padded ones,
+    also for rows cut at max_length."""
+    summaries = []
+    for padding_free in (False, True):
+        stage = {
+            "kind": "sft",
+            "prompt_mode": "mixed",
+            "padding_free": padding_free,
+            "data": [{"source": "builtin:math", "size": 48}, {"source": "builtin:swe", "size": 24}],
+            "train": {
+                "max_steps": 3,
+                "batch_size": 8,
+                "max_length": 96,
+                "learning_rate": 1e-3,
+                "logging_steps": 1,
+            },
+        }
+        ctx = make_ctx(tmp_path / str(padding_free), base_model, {"sft": stage}, "sft")
+        summaries.append(run_stage(ctx))
+    padded, flat = summaries
+    assert flat["tokens"] == padded["tokens"]  # the same real tokens
+    assert flat["final_loss"] == pytest.approx(padded["final_loss"], rel=1e-4)
+    assert flat["train_loss"] == pytest.approx(padded["train_loss"], rel=1e-4)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,9 @@ class _LedgerRow:
     checkpoint: str | None = None
     next_init: str | None = None
     eval_file: str | None = None
+    reward_facts: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # what each reward found (sandbox isolation)
 
 
 def _ledger_rows(state: RunState) -> list[_LedgerRow]:
@@ -89,6 +92,7 @@ def _ledger_rows(state: RunState) -> list[_LedgerRow]:
                 s.checkpoint,
                 s.next_init,
                 s.eval_file,
+                s.summary.get("reward_facts") or {},
             )  # fmt: skip
         )
     return rows
@@ -198,7 +202,7 @@ def build_report(run_dir: Path | str, *, alpha: float = DEFAULT_ALPHA, seed: int
             # the code sandbox's isolation per reward term the stage trained with
             "isolation": {
                 label: facts.get("isolation")
-                for label, facts in (raw.summary.get("reward_facts") or {}).items()
+                for label, facts in raw.reward_facts.items()
                 if isinstance(facts, Mapping) and facts.get("isolation")
             },
             "flags": [],

@@ -7,6 +7,7 @@ mode), rendered with the chat template; ``prompt_mode`` chooses ``/think`` or ``
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 
 from pipeline.config import StageConfig
 from pipeline.data.sources import is_messages, is_str, load_rows, row_mode
+from pipeline.schema import ConfigError
 from pipeline.stages.base import (
     MetricsCallbackFactory,
     StageContext,
@@ -34,6 +36,16 @@ class Config(StageConfig):
 
     assistant_only_loss: bool = True  # loss on assistant tokens only
     packing: bool = False  # pack several conversations into one sequence (BFD packing)
+    # a batch as one row of concatenated conversations (position ids restart per conversation): no padding
+    # tokens computed, the same loss. Off by default: with short conversations on one H100 it was slower
+    # than padded batches (docs/results/performance.md); it pays where rows are long and lengths vary
+    padding_free: bool = False
+    liger: bool = False  # Liger kernels (fused norms, RoPE, SwiGLU, linear cross-entropy); GPU, liger-kernel
+
+    def validate(self, key: str) -> None:
+        super().validate(key)
+        if self.liger and importlib.util.find_spec("liger_kernel") is None:
+            raise ConfigError(f"key '{key}.liger' needs the liger-kernel package (pip install liger-kernel)")
 
 
 def build_dataset(ctx: StageContext[Config]) -> Any:
@@ -91,7 +103,11 @@ def run(ctx: StageContext[Config]) -> StageResult:
             "max_length": cfg.train.max_length,
             "assistant_only_loss": assistant_only,
             "packing": cfg.packing,
-            "include_num_input_tokens_seen": True,
+            # TRL's own padding-free flag refuses a max_length (rows would go untruncated); TRL still
+            # truncates the rows to max_length when the flag is off, and the collator below flattens them
+            "padding_free": False,
+            "use_liger_kernel": cfg.liger,
+            "include_num_input_tokens_seen": "non_padding",  # the summary's tokens are real tokens
             "dataset_num_proc": None,
             **cfg.train.extra,
         },
@@ -104,6 +120,7 @@ def run(ctx: StageContext[Config]) -> StageResult:
     trainer = SFTTrainer(
         model=model,
         args=args,
+        data_collator=_padding_free_collator(tokenizer, args) if cfg.padding_free else None,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config(cfg.lora),
@@ -115,3 +132,14 @@ def run(ctx: StageContext[Config]) -> StageResult:
     summary["rows"] = len(dataset)
     save_trained(trainer, tokenizer, ctx.final_dir)
     return StageResult(summary)
+
+
+def _padding_free_collator(tokenizer: Any, args: Any) -> Any:
+    """TRL's collator in padding-free mode: a batch is one row of its conversations, position ids restarting
+    at each, so attention stays within a conversation and no padding token is computed."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return DataCollatorForLanguageModeling(
+        pad_token_id=pad, padding_free=True, pad_to_multiple_of=args.pad_to_multiple_of
+    )

@@ -1,0 +1,148 @@
+"""SFT throughput: plain TRL ``SFTTrainer`` (its defaults: padded batches) against Cascade's SFT stage
+(padded, and padding-free with ``cascade-padding-free``), same model, conversations, batch size, length
+limit and steps.
+
+    python bench/bench_sft.py                           # qwen3-0.6b-body, the builtin SFT mix, batch 16
+    python bench/bench_sft.py --variants trl,cascade,cascade-padding-free,cascade-liger --steps 30
+
+The conversations are the builtin tasks' (math, code, instruction, chat, SWE; thinking and non-thinking
+prompts), rendered by Cascade's formatting for both. Per variant: seconds per step, real (non-padding)
+tokens per second, the share of padding in the batches, peak GPU memory and MFU on real tokens
+(6 × parameters × real tokens per second over the GPU's dense bf16 peak).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.shapes import SHAPES, build, describe, machine  # noqa: E402
+from bench.stage import count_params, mfu, run_stage  # noqa: E402
+
+MIX = [
+    {"source": "builtin:math", "size": 600},
+    {"source": "builtin:code", "size": 600},
+    {"source": "builtin:instruction", "size": 600},
+    {"source": "builtin:chat", "size": 600},
+    {"source": "builtin:swe", "size": 600},
+]
+
+
+def conversations() -> list[dict[str, Any]]:
+    from pipeline.config import DataSource
+    from pipeline.data.formatting import sft_messages
+    from pipeline.data.sources import load_rows, row_mode
+
+    rows = load_rows([DataSource(**m) for m in MIX], {}, 0).rows
+    return [{"messages": sft_messages(r, row_mode("mixed", 0.3, i, 0))} for i, r in enumerate(rows)]
+
+
+def plain_trl(path: Path, args: argparse.Namespace, out: Path) -> tuple[float, float, float, int]:
+    """(seconds, real tokens, all tokens, steps) of SFTTrainer with its defaults."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    config = SFTConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=args.batch,
+        max_length=args.max_length,
+        max_steps=args.steps,
+        bf16=torch.cuda.is_available(),
+        logging_steps=10,
+        save_strategy="no",
+        report_to=[],
+        include_num_input_tokens_seen="non_padding",
+        seed=0,
+    )
+    trainer = SFTTrainer(model=str(path), args=config, train_dataset=Dataset.from_list(conversations()))
+    batches = []
+    collate = trainer.data_collator
+
+    def counting(features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = collate(features)
+        batches.append(batch["input_ids"].numel())
+        return batch
+
+    trainer.data_collator = counting  # counts the padded batches' tokens; the trainer counts the real ones
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    return seconds, float(trainer.state.num_input_tokens_seen), float(sum(batches[: args.steps])), args.steps
+
+
+def cascade(path: Path, args: argparse.Namespace, out: Path, variant: str) -> tuple[float, float, float, int]:
+    recipe = {
+        "run": {"name": "bench-sft", "output_dir": str(out), "seed": 0},
+        "model": {"name_or_path": str(path)},
+        "tracking": {"backend": "none"},
+        "eval": {"enabled": False},
+        "stages": {
+            "sft": {
+                "kind": "sft",
+                "prompt_mode": "mixed",
+                "think_fraction": 0.3,
+                "liger": variant.endswith("liger"),
+                "padding_free": variant.endswith("padding-free"),
+                "data": MIX,
+                "train": {
+                    "max_steps": args.steps,
+                    "batch_size": args.batch,
+                    "max_length": args.max_length,
+                    "learning_rate": 1e-5,
+                    "logging_steps": 10,
+                    "save_steps": 10_000,
+                },
+            }
+        },
+    }
+    summary = run_stage(recipe, "sft", str(path))
+    return float(summary["train_wall_s"]), float(summary["tokens"]), float("nan"), int(summary["steps"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", default="qwen3-0.6b-body", choices=SHAPES)
+    ap.add_argument("--model-dir", default="/tmp/cascade-bench-models")
+    ap.add_argument("--variants", default="trl,cascade")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--max-length", type=int, default=1024)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    import torch
+
+    path = build(args.shape, Path(args.model_dir))
+    params = count_params(path)
+    print(f"machine: {machine()}")
+    print(f"model: {args.shape} ({describe(path)}, {params / 1e6:.1f}M parameters)")
+    print(f"workload: builtin SFT mix, batch {args.batch}, max_length {args.max_length}, {args.steps} steps")
+    print(f"{'variant':<16} {'s/step':>7} {'real tok/s':>10} {'padding':>8} {'peak GiB':>8} {'MFU':>6}")
+    for name in args.variants.split(","):
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        with tempfile.TemporaryDirectory() as tmp:
+            if name == "trl":
+                seconds, real, total, steps = plain_trl(path, args, Path(tmp))
+            else:
+                seconds, real, total, steps = cascade(path, args, Path(tmp), name)
+        peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+        util = mfu(params, real, seconds)
+        padding = 1 - real / total if total == total and total else float("nan")  # nan: not counted
+        print(
+            f"{'plain TRL' if name == 'trl' else name:<16} {seconds / steps:>7.3f} {real / seconds:>10.0f} "
+            f"{100 * padding:>7.0f}% {peak:>8.1f} {100 * util if util else float('nan'):>5.1f}%"
+        )
+
+
+if __name__ == "__main__":
+    main()
