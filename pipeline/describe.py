@@ -79,7 +79,7 @@ def _tokens(tokens: Tokens, unknown: bool = True) -> str:
     parts = [
         f"{label} ≤ {_count(value)} tokens"
         for label, value in (
-            ("trains on", tokens.trained),
+            ("trains on", tokens.trained + tokens.rl_trained),
             ("generates", tokens.generated),
             ("judge reads", tokens.scored),
         )
@@ -108,9 +108,11 @@ def _stage_cost(cost: StageEstimate, estimate: PlanEstimate) -> str:
 
 def _totals(estimate: PlanEstimate) -> list[str]:
     gpu = estimate.gpu
+    shares = gpu.shares(estimate.params or 0)
     lines = [
-        f"estimate on {gpu.name} ({gpu.peak_flops / 1e12:.0f} TFLOP/s peak, {gpu.train_share:.0%} of it training, "
-        f"{gpu.generate_share:.0%} generating; {gpu.source}; pipeline/estimate.py):",
+        f"estimate on {gpu.name} ({gpu.peak_flops / 1e12:.0f} TFLOP/s peak; shares of it at this model's size: "
+        f"{shares.train:.1%} training, {shares.rl_train:.1%} RL training, {shares.generate:.1%} generating — "
+        f"{shares.source}; pipeline/estimate.py):",
         f"  baseline evaluation: {_tokens(estimate.baseline)} → {_hours(estimate.baseline_hours, gpu.name)}",
     ]
     total = estimate.hours

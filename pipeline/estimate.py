@@ -30,25 +30,60 @@ JUDGED_REWARDS = ("reward_model", "if_rm")  # rewards that run a reward model ov
 
 
 @dataclass(frozen=True)
-class GPU:
-    """One GPU kind's throughput: its peak, and the share of it each kind of work reaches."""
+class Shares:
+    """The share of a GPU's peak each kind of work reached for a model of ``params`` parameters."""
 
-    name: str
-    peak_flops: float  # dense BF16 tensor-core FLOP/s
-    train_share: float  # training steps (and judge scoring, a batched forward pass)
-    generate_share: float  # autoregressive decoding (memory-bound: a small share of the peak)
+    params: float
+    train: float  # SFT and reward-model steps (and a judge's batched forward pass)
+    rl_train: float  # the training part of a GRPO step
+    generate: float  # autoregressive decoding
     source: str
 
 
-# The one table of throughput constants. The peaks are NVIDIA's data-sheet figures (H100 SXM and H200 SXM:
-# 989 TFLOP/s dense BF16). The shares are assumptions until measured: 0.35 is the share dense models of a
-# few billion parameters commonly reach training under DeepSpeed ZeRO-3 on H100s, 0.05 that of batched
-# decoding with transformers' static-cache generation. Replace them with the figures measured in
-# docs/results/performance.md (share = measured tokens/s × FLOPs per token / peak) and say so in `source`.
-THROUGHPUT: dict[str, GPU] = {
-    "H100": GPU("H100", 989e12, 0.35, 0.05, "peak: data sheet; shares: assumed, not yet measured"),
-    "H200": GPU("H200", 989e12, 0.35, 0.05, "peak: data sheet; shares: assumed, not yet measured"),
-}
+@dataclass(frozen=True)
+class GPU:
+    """One GPU kind: its dense BF16 peak and the shares measured (or assumed) at some model sizes."""
+
+    name: str
+    peak_flops: float
+    points: tuple[Shares, ...]  # ascending in params
+
+    def shares(self, params: float) -> Shares:
+        """The shares at ``params``: interpolated in log(params) between the points, the nearest outside them.
+
+        Small models are bound by kernel launches and use a small share of the GPU; large ones a large share.
+        """
+        points = self.points
+        if params <= points[0].params or len(points) == 1:
+            return points[0]
+        if params >= points[-1].params:
+            return points[-1]
+        upper = next(i for i, p in enumerate(points) if p.params >= params)
+        a, b = points[upper - 1], points[upper]
+        w = (math.log(params) - math.log(a.params)) / (math.log(b.params) - math.log(a.params))
+
+        def mix(x: float, y: float) -> float:
+            return x + w * (y - x)
+
+        return Shares(
+            params, mix(a.train, b.train), mix(a.rl_train, b.rl_train), mix(a.generate, b.generate),
+            f"interpolated between {a.source} and {b.source}",
+        )  # fmt: skip
+
+
+# The one table of throughput constants. Peaks: NVIDIA's data sheets (H100 SXM and H200 SXM, 989 TFLOP/s
+# dense BF16). Shares (share = tokens/s × FLOPs per token / peak):
+#   - at 354.5M parameters, measured on one H100 (docs/results/performance.md): SFT 0.74% (3,452 real
+#     tokens/s, padded batches, the default), the training part of a GRPO step 3.7%, decoding 1.5% (64
+#     rollouts × ~240 tokens in 0.73 s with the compiled engine); launch-bound, as that page says;
+#   - at 8B, assumed and not measured: 35% training (what dense models of that size commonly reach under
+#     DeepSpeed ZeRO-3 on H100s) and 5% decoding. Replace with a measurement when there is one.
+# The H200 has the H100's compute; its figures are the H100's until measured there.
+_H100 = (
+    Shares(354.5e6, 0.0074, 0.037, 0.015, "355M (measured on one H100, docs/results/performance.md)"),
+    Shares(8e9, 0.35, 0.35, 0.05, "8B (assumed, not measured)"),
+)
+THROUGHPUT: dict[str, GPU] = {"H100": GPU("H100", 989e12, _H100), "H200": GPU("H200", 989e12, _H100)}
 DEFAULT_GPU = "H100"
 
 # Parameters of hub models the recipes name, from their model cards, for planning without the config file.
@@ -71,7 +106,8 @@ KNOWN_PARAMETERS: dict[str, float] = {
 class Tokens:
     """Tokens of a piece of work by kind of computation, and the parts that could not be counted."""
 
-    trained: int = 0
+    trained: int = 0  # SFT and reward-model training
+    rl_trained: int = 0  # the training part of GRPO steps (on the completions)
     generated: int = 0
     scored: int = 0  # read by a frozen judge (a reward model scoring completions)
     unknown: list[str] = field(default_factory=list)  # what needs the data's size (a hub dataset's rows)
@@ -79,6 +115,7 @@ class Tokens:
     def __add__(self, other: Tokens) -> Tokens:
         return Tokens(
             self.trained + other.trained,
+            self.rl_trained + other.rl_trained,
             self.generated + other.generated,
             self.scored + other.scored,
             self.unknown + other.unknown,
@@ -175,7 +212,7 @@ def stage_tokens(name: str, stage: StageConfig, world: int) -> Tokens:
             n * completions * length for n, length in phases or [(steps, stage.max_completion_length)]
         )
         judged = any(term.name in JUDGED_REWARDS for term in stage.rewards)
-        return Tokens(trained=generated, generated=generated, scored=generated if judged else 0)
+        return Tokens(rl_trained=generated, generated=generated, scored=generated if judged else 0)
     sequences = steps * t.batch_size * t.grad_accum * world
     per_sequence = 2 * t.max_length if stage.kind == "reward_model" else t.max_length  # a pair: two answers
     return Tokens(trained=sequences * per_sequence)
@@ -281,10 +318,12 @@ def _config_file(ref: str, revision: str | None) -> Path | None:
 
 def gpu_hours(tokens: Tokens, params: int, judge_params: int, gpu: GPU) -> float:
     """GPU-hours of the counted ``tokens`` on ``gpu`` (what is unknown is left out and listed apart)."""
+    own, judge = gpu.shares(params), gpu.shares(judge_params)
     seconds = (
-        TRAIN_FLOPS * params * tokens.trained / (gpu.peak_flops * gpu.train_share)
-        + FORWARD_FLOPS * params * tokens.generated / (gpu.peak_flops * gpu.generate_share)
-        + FORWARD_FLOPS * judge_params * tokens.scored / (gpu.peak_flops * gpu.train_share)
+        TRAIN_FLOPS * params * tokens.trained / (gpu.peak_flops * own.train)
+        + TRAIN_FLOPS * params * tokens.rl_trained / (gpu.peak_flops * own.rl_train)
+        + FORWARD_FLOPS * params * tokens.generated / (gpu.peak_flops * own.generate)
+        + FORWARD_FLOPS * judge_params * tokens.scored / (gpu.peak_flops * judge.train)
     )
     return seconds / 3600
 

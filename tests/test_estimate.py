@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -90,15 +91,15 @@ MATH = {"source": "builtin:math", "size": 64}
          Tokens(trained=5 * 4 * 2 * 50)),
         # GRPO: completions per step × completion length, judged when a reward model scores them
         ({"kind": "grpo", "rewards": [{"name": "math"}], "max_completion_length": 32,
-          "train": {"max_steps": 3, "batch_size": 16}}, 1, Tokens(trained=3 * 16 * 32, generated=3 * 16 * 32)),
+          "train": {"max_steps": 3, "batch_size": 16}}, 1, Tokens(rl_trained=3 * 16 * 32, generated=3 * 16 * 32)),
         ({"kind": "grpo", "rewards": [{"name": "reward_model", "args": {"model_path": "x/y"}}],
           "max_completion_length": 32, "train": {"max_steps": 3, "batch_size": 16}}, 1,
-         Tokens(trained=3 * 16 * 32, generated=3 * 16 * 32, scored=3 * 16 * 32)),
+         Tokens(rl_trained=3 * 16 * 32, generated=3 * 16 * 32, scored=3 * 16 * 32)),
         # phases: each phase's steps at its own length
         ({"kind": "grpo", "rewards": [{"name": "math"}], "train": {"batch_size": 8},
           "phases": [{"name": "a", "steps": 2, "max_completion_length": 10},
                      {"name": "b", "steps": 1, "max_completion_length": 30}]}, 1,
-         Tokens(trained=8 * (2 * 10 + 1 * 30), generated=8 * (2 * 10 + 1 * 30))),
+         Tokens(rl_trained=8 * (2 * 10 + 1 * 30), generated=8 * (2 * 10 + 1 * 30))),
     ],
 )  # fmt: skip
 def test_stage_tokens(stage: dict, world: int, expected: Tokens, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,13 +118,26 @@ def test_epochs_over_a_hub_dataset_are_not_counted() -> None:
 
 def test_gpu_hours_follow_the_flop_counts() -> None:
     gpu = THROUGHPUT["H100"]
-    params, tokens = 1_000_000_000, Tokens(trained=1000, generated=2000, scored=3000)
+    params, tokens = 1_000_000_000, Tokens(trained=1000, rl_trained=500, generated=2000, scored=3000)
+    own, judge = gpu.shares(params), gpu.shares(5 * params)
     expected = (
-        6 * params * 1000 / (gpu.peak_flops * gpu.train_share)
-        + 2 * params * 2000 / (gpu.peak_flops * gpu.generate_share)
-        + 2 * 5 * params * 3000 / (gpu.peak_flops * gpu.train_share)
+        6 * params * 1000 / (gpu.peak_flops * own.train)
+        + 6 * params * 500 / (gpu.peak_flops * own.rl_train)
+        + 2 * params * 2000 / (gpu.peak_flops * own.generate)
+        + 2 * 5 * params * 3000 / (gpu.peak_flops * judge.train)
     ) / 3600
     assert gpu_hours(tokens, params, 5 * params, gpu) == pytest.approx(expected)
+
+
+def test_shares_come_from_the_measured_and_assumed_points() -> None:
+    gpu = THROUGHPUT["H100"]
+    small, large = gpu.points[0], gpu.points[-1]
+    assert "measured" in small.source and small.params == 354.5e6  # docs/results/performance.md
+    assert gpu.shares(1e6) == small and gpu.shares(70e9) == large  # the nearest point outside them
+    middle = gpu.shares(math.sqrt(small.params * large.params))  # half-way in log(params)
+    assert middle.train == pytest.approx((small.train + large.train) / 2)
+    assert middle.generate == pytest.approx((small.generate + large.generate) / 2)
+    assert "interpolated" in middle.source
 
 
 def test_benchmark_rows_come_from_sizes_files_and_known_splits(tmp_path: Path) -> None:

@@ -198,3 +198,14 @@ def test_save_trained_writes_the_training_half_precision(
     save_trained(trainer, tokenizer, tmp_path / "final")
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "final").dtype == dtype
     assert not (tmp_path / "final.tmp").exists()
+
+
+def test_16_bit_weights_from_zero3_get_a_matching_config(tmp_path: Path) -> None:
+    """ZeRO-3 gathers 16-bit weights itself: nothing to rewrite, but the config must not say float32."""
+    model = tiny_model()
+    model.save_pretrained(
+        tmp_path, state_dict={k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
+    )
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "float32"
+    assert cast_checkpoint(tmp_path, "bfloat16") == 0
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "bfloat16"

@@ -298,19 +298,24 @@ def cast_checkpoint(folder: Path, dtype: str) -> int:
         cast = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
         save_file(cast, str(path), metadata=metadata or {"format": "pt"})
         rewritten += 1
+    _set_config_dtype(Path(folder), dtype)  # also where ZeRO-3 saved 16-bit weights from an fp32-loaded model
     if rewritten:
-        _set_checkpoint_dtype(Path(folder), dtype)
+        _update_index_size(Path(folder))
     return rewritten
 
 
-def _set_checkpoint_dtype(folder: Path, dtype: str) -> None:
+def _set_config_dtype(folder: Path, dtype: str) -> None:
     config = folder / "config.json"
     if config.is_file():
         data = json.loads(config.read_text())
-        for key in ("dtype", "torch_dtype"):
-            if key in data:
-                data[key] = dtype
-        config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        if any(data.get(key) not in (None, dtype) for key in ("dtype", "torch_dtype")):
+            for key in ("dtype", "torch_dtype"):
+                if key in data:
+                    data[key] = dtype
+            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _update_index_size(folder: Path) -> None:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         data = json.loads(index.read_text())
