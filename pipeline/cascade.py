@@ -30,7 +30,7 @@ from pipeline.rundir import BASE, RunDir
 from pipeline.runlock import RunLock
 from pipeline.schema import ConfigError
 from pipeline.slurm import SlurmJob
-from pipeline.stages.base import StageContext, StageResult
+from pipeline.stages.base import StageContext, StageResult, settle_stage_files
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +169,17 @@ class Cascade:
         return bool(entry.checkpoint) and checkpoint_exists(self.run_dir.root / str(entry.checkpoint))
 
     def _base_checkpoint(self) -> str:
-        """The starting model; the builtin model is materialised once in ``runs/<name>/base``."""
+        """The starting model; a builtin or GGUF model is materialised once in ``runs/<name>/base``."""
+        from pipeline.gguf import is_gguf, materialise
         from pipeline.models import build_builtin_model, is_builtin
 
         model = self.recipe.model
-        if not is_builtin(model.name_or_path):
+        if not (is_builtin(model.name_or_path) or is_gguf(model.name_or_path)):
             return model.name_or_path
         base = self.run_dir.base_model
-        if self.is_main:
+        if self.is_main and is_gguf(model.name_or_path):
+            materialise(model.name_or_path, base)
+        elif self.is_main:
             build_builtin_model(model.name_or_path, model.builtin, base, self.recipe.run.seed)
         self.barrier()
         return str(base)
@@ -306,6 +309,7 @@ class Cascade:
         evaluation = self._evaluate_stage(entry, policy, domains, progress.finished)
         verdict = self._gate(entry, progress, evaluation)
         wall_s = round(time.monotonic() - t0, 2)
+        code = None
         if verdict is None or verdict.keeps_weights:  # passed, or regressed under gate.policy=warn
             ledger.accept_stage(name, next_init=self.run_dir.ref(policy), wall_s=wall_s)
             progress.keep(policy, cfg.domain, evaluation)
@@ -320,9 +324,12 @@ class Cascade:
         else:  # stop
             ledger.stop_stage(name, wall_s)
             self._announce(logging.ERROR, "cascade stopped by the regression gate: %s", verdict.message)
-            return EXIT_REGRESSED
-        self._refresh_report()
-        return None
+            code = EXIT_REGRESSED
+        if self.is_main:  # the stage is over: what only its resume needed goes, its sizes go to the ledger
+            settle_stage_files(ctx)
+        if code is None:
+            self._refresh_report()
+        return code
 
     def _run_stage(self, module: ModuleType, ctx: StageContext) -> StageResult:
         """The stage kind's ``run``; a failure is written to the ledger before it ends the cascade."""
@@ -342,12 +349,7 @@ class Cascade:
     # Evaluation and gates (pipeline.evaluation / pipeline.gates)
 
     def _benchmarks_after(self, trained_domains: set[str] | None) -> list[str]:
-        recipe = self.recipe
-        if not recipe.eval.enabled:
-            return []
-        if trained_domains is None or recipe.eval.after == "all":
-            return list(recipe.benchmarks)
-        return [n for n, b in recipe.benchmarks.items() if b.always or b.domain in trained_domains]
+        return self.recipe.benchmarks_after(trained_domains)
 
     def _evaluate_base(self, checkpoint: str) -> Benchmarks | None:
         names = self._benchmarks_after(None)

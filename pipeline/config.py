@@ -94,7 +94,7 @@ class BuiltinModelConfig:
 class ModelConfig:
     """The starting model and how every load of the policy is made (stages, evaluation)."""
 
-    name_or_path: str  # hub id, local directory, or builtin:tiny
+    name_or_path: str  # hub id, local directory, builtin:tiny, or gguf:<file or package> (pipeline.gguf)
     revision: str | None = None  # a hub id's branch, tag or commit
     trust_remote_code: bool = False  # run the checkpoint's own modelling code (a hub model or a local one)
     attn_implementation: str | None = None  # eager, sdpa, flash_attention_2, … (None: transformers' choice)
@@ -115,6 +115,13 @@ class ModelConfig:
             )
         if _looks_local(src) and not Path(src).expanduser().exists():
             raise ConfigError(f"key '{key}.name_or_path' points to '{src}', which does not exist")
+        if src.startswith("gguf:"):  # a GGUF file or a package shipping one (pipeline.gguf)
+            from pipeline.gguf import GGUFSourceError, resolve
+
+            try:
+                resolve(src)
+            except GGUFSourceError as exc:
+                raise ConfigError(f"key '{key}.name_or_path': {exc}") from None
         from pipeline.hub import is_remote
 
         if self.revision is not None and not is_remote(src):
@@ -267,6 +274,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     save_steps: int = 50
     save_total_limit: int = 2
+    keep_checkpoints: bool = False  # keep the trainer checkpoints of a finished stage (else pruned)
     logging_steps: int = 10
     deepspeed: str | None = None  # path to a DeepSpeed JSON config
     extra: dict[str, Any] = field(default_factory=dict)  # passed as-is to the TRL config (its fields only)
@@ -538,6 +546,14 @@ class Recipe:
     def stage_names(self) -> list[str]:
         return list(self.stages)
 
+    def benchmarks_after(self, trained_domains: set[str] | None) -> list[str]:
+        """The benchmarks evaluated after a stage, given the domains trained so far (None: the baseline)."""
+        if not self.eval.enabled:
+            return []
+        if trained_domains is None or self.eval.after == "all":
+            return list(self.benchmarks)
+        return [n for n, b in self.benchmarks.items() if b.always or b.domain in trained_domains]
+
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
@@ -654,7 +670,7 @@ def _check_cross_references(recipe: Recipe) -> None:
 # Hashing: a done stage is reused only while the config that produced it is unchanged.
 
 # Keys that change how a stage is run or logged, not what it produces.
-_VOLATILE_TRAIN_KEYS = ("save_steps", "save_total_limit", "logging_steps")
+_VOLATILE_TRAIN_KEYS = ("save_steps", "save_total_limit", "keep_checkpoints", "logging_steps")
 
 
 def stage_hashes(recipe: Recipe) -> dict[str, str]:

@@ -26,14 +26,27 @@ _warn_once = WarnOnce(logger)
 
 @functools.lru_cache(maxsize=1)
 def registry() -> dict[str, Any]:
-    """IFBench's instruction id → checker class (ImportError naming the package when it is missing)."""
+    """IFBench's instruction id → checker class (ImportError naming the package when it is missing).
+
+    The package imports spaCy only to download a spaCy model at import, which no checker uses: the
+    download is made a no-op, and where spaCy is not installed (offline GPU nodes, where its compiled
+    dependencies are 50 MB of wheels to carry) a stand-in module answers that one import.
+    """
+    import sys
+    import types
+
     try:
         import spacy.cli
     except ImportError:
-        spacy = None  # the package imports spaCy only for the download below
+        spacy = None
     saved = getattr(spacy.cli, "download", None) if spacy else None
+    stand_in = spacy is None and "spacy" not in sys.modules
     if spacy is not None:
-        spacy.cli.download = lambda *a, **k: None  # no checker uses the model it fetches at import
+        spacy.cli.download = lambda *a, **k: None
+    elif stand_in:
+        cli = types.ModuleType("spacy.cli")
+        cli.download = lambda *a, **k: None  # type: ignore[attr-defined]
+        sys.modules["spacy"], sys.modules["spacy.cli"] = types.ModuleType("spacy"), cli
     try:
         from ifbench import instructions_registry
     except ImportError as exc:
@@ -41,6 +54,9 @@ def registry() -> dict[str, Any]:
     finally:
         if spacy is not None:
             spacy.cli.download = saved
+        elif stand_in:
+            sys.modules.pop("spacy", None)
+            sys.modules.pop("spacy.cli", None)
     return dict(instructions_registry.INSTRUCTION_DICT)
 
 

@@ -242,7 +242,7 @@ def save_trained(trainer: Any, tokenizer: Any, final_dir: Path) -> None:
     acc = trainer.accelerator
     model = acc.unwrap_model(trainer.model)
     if hasattr(model, "peft_config"):  # merge adapters so later stages load a plain model
-        if acc.is_main_process:
+        if acc.is_main_process:  # the frozen base is in the compute dtype already (models.weights_dtype)
             save_final(model, tokenizer, final_dir)
     else:
         if acc.is_main_process:
@@ -250,6 +250,119 @@ def save_trained(trainer: Any, tokenizer: Any, final_dir: Path) -> None:
         acc.wait_for_everyone()
         trainer.save_model(str(staging_dir(final_dir)))
         if acc.is_main_process:
+            half = half_precision(trainer.args)
+            if half is not None:
+                cast_checkpoint(staging_dir(final_dir), half)
             tokenizer.save_pretrained(staging_dir(final_dir))
             commit_dir(staging_dir(final_dir), final_dir)
     acc.wait_for_everyone()
+
+
+# --------------------------------------------------------------------------------------------------
+# Disk: final checkpoints in half precision, trainer checkpoints pruned when a stage is over
+
+
+def half_precision(args: Any) -> str | None:
+    """The half-precision dtype a stage trained in (``bfloat16`` / ``float16``), None for fp32 training.
+
+    Weights train as fp32 master copies (``pipeline.models.weights_dtype``); the final checkpoint keeps
+    the precision the model computed in, which halves it on disk and is what the next stage and the
+    evaluation replicas run in anyway.
+    """
+    if getattr(args, "bf16", False):
+        return "bfloat16"
+    if getattr(args, "fp16", False):
+        return "float16"
+    return None
+
+
+def cast_checkpoint(folder: Path, dtype: str) -> int:
+    """Cast the floating-point tensors of a checkpoint folder's safetensors files to ``dtype``, in place.
+
+    Files already in ``dtype`` (ZeRO-3 gathers 16-bit weights itself) are left untouched; the config's
+    dtype and the shard index's total size follow. Returns the number of files rewritten. Done on the
+    saved files rather than on the model so that every way a trainer saves (DDP, ZeRO, FSDP) is covered
+    by one code path.
+    """
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    target = getattr(torch, dtype)
+    rewritten = 0
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata()
+        tensors = load_file(str(path))
+        if all(not t.is_floating_point() or t.dtype == target for t in tensors.values()):
+            continue
+        cast = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
+        save_file(cast, str(path), metadata=metadata or {"format": "pt"})
+        rewritten += 1
+    _set_config_dtype(Path(folder), dtype)  # also where ZeRO-3 saved 16-bit weights from an fp32-loaded model
+    if rewritten:
+        _update_index_size(Path(folder))
+    return rewritten
+
+
+def _set_config_dtype(folder: Path, dtype: str) -> None:
+    config = folder / "config.json"
+    if config.is_file():
+        data = json.loads(config.read_text())
+        if any(data.get(key) not in (None, dtype) for key in ("dtype", "torch_dtype")):
+            for key in ("dtype", "torch_dtype"):
+                if key in data:
+                    data[key] = dtype
+            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _update_index_size(folder: Path) -> None:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        data = json.loads(index.read_text())
+        shards = {folder / name for name in data.get("weight_map", {}).values()}
+        data.setdefault("metadata", {})["total_size"] = sum(p.stat().st_size for p in shards if p.is_file())
+        index.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (0 when it does not exist)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def intermediate_weights(stage_dir: Path, final_dir: Path) -> list[Path]:
+    """What a finished stage no longer needs: trainer checkpoints (``checkpoints/`` at any depth), the
+    weights of its intermediate phases (``final/`` folders other than the stage's own) and staging folders
+    a kill left behind."""
+    found = []
+    for path in sorted(Path(stage_dir).rglob("*")):
+        if not path.is_dir() or any(parent in found for parent in path.parents):
+            continue
+        stale_staging = path.name.endswith((".tmp", ".old"))  # pipeline.atomic's, left by a kill
+        if path.name == "checkpoints" or stale_staging or (path.name == "final" and path != Path(final_dir)):
+            found.append(path)
+    return found
+
+
+def settle_stage_files(ctx: StageContext) -> dict[str, Any]:
+    """Once a stage is over (kept, rolled back or stopped): prune what only a resume of it needed, unless
+    ``train.keep_checkpoints``, and record the sizes in its ledger entry (``disk``). Main process only."""
+    extra = intermediate_weights(ctx.stage_dir, ctx.final_dir)
+    extra_bytes = sum(folder_bytes(p) for p in extra)
+    keep = ctx.config.train.keep_checkpoints
+    if not keep:
+        for path in extra:
+            shutil.rmtree(path, ignore_errors=True)
+        if extra:
+            log.info("stage %s: removed its trainer checkpoints (%.2f GB)", ctx.name, extra_bytes / 1e9)
+    disk = {
+        "final_bytes": folder_bytes(ctx.final_dir),
+        "checkpoints_bytes": extra_bytes,
+        "checkpoints_kept": keep,
+        "stage_bytes": folder_bytes(ctx.stage_dir),
+    }
+    ctx.record({"disk": disk})
+    return disk

@@ -44,7 +44,7 @@ def chat_messages(row: dict[str, Any], options: Mapping[str, Any]) -> dict[str, 
         "id": row.get("id"),
         "messages": _checked(messages(row.get(options["column"]), options["column"])),
     }
-    mode = _mode(row.get("reasoning"))
+    mode = _mode(row.get("reasoning", row.get(THINKING)))  # Nemotron-Cascade SFT rows: `thinking: true/false`
     if mode:
         out[THINKING] = mode
     return out
