@@ -27,7 +27,8 @@ from pipeline.selection.modes import mean_stderr
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-SELECTION_SEED = 1_000_003  # selection calls of tournament level L sample from seed + SELECTION_SEED * (L + 1) + batch
+# GenSelect's calls of tournament level L sample from seed + SELECTION_SEED * (L + 1) + batch index
+SELECTION_SEED = 1_000_003
 
 
 # --------------------------------------------------------------------------------------------------
@@ -84,7 +85,9 @@ def generate_sharded(
     mine = range(state.process_index, len(batches), state.num_processes)
     for b_index in tqdm(mine, desc=desc, disable=not state.is_main_process, leave=False):
         batch = batches[b_index]
-        completions, n_tok = generate_batch(engine, tokenizer, [prompts[i] for i in batch], gen, seed + b_index)
+        completions, n_tok = generate_batch(
+            engine, tokenizer, [prompts[i] for i in batch], gen, seed + b_index
+        )
         tokens += n_tok
         results.extend(zip(batch, completions, strict=True))
     parts = gather_object([(results, tokens)]) if state.num_processes > 1 else [(results, tokens)]
@@ -197,9 +200,11 @@ class Prepared:
             return None
         cfg, gen = bench.genselect, bench.generation
         k = min(cfg.k, gen.n)
-        frame = len(tokenizer(selection_prompt("", [""] * k, cfg.template))["input_ids"]) + 32  # + chat template
+        # the prompt without candidates, plus room for the chat template's own tokens
+        frame = len(tokenizer(selection_prompt("", [""] * k, cfg.template))["input_ids"]) + 32
         width = max(len(p) for p in self.prompts) + frame + k * gen.max_new_tokens
-        return min(gen.batch_size, len(self.prompts) * -(-gen.n // k) * cfg.rounds), width + cfg.max_new_tokens
+        rows = min(gen.batch_size, len(self.prompts) * -(-gen.n // k) * cfg.rounds)
+        return rows, width + cfg.max_new_tokens
 
 
 def _on_main(fn: Callable[[], T]) -> T:
@@ -260,7 +265,9 @@ def run_benchmark(
         grouping = None
         if any(mode in HEAVY_MODES for mode in bench.selection):
             scorer = bench.scorer
-            grouping = group_answers(scorer.reward, scorer.args, rows, completions, bench.majority.code_inputs)
+            grouping = group_answers(
+                scorer.reward, scorer.args, rows, completions, bench.majority.code_inputs
+            )
         return per_prompt, grouping
 
     # completions are gathered to every process; scoring and grouping run once, on the main process
@@ -321,14 +328,20 @@ def _select(
         cfg, gen = bench.genselect, bench.generation
         temperature = gen.temperature if cfg.temperature is None else cfg.temperature
         sel_gen = GenerationConfig(
-            max_new_tokens=cfg.max_new_tokens, temperature=temperature, top_p=gen.top_p, n=1, batch_size=gen.batch_size
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=temperature,
+            top_p=gen.top_p,
+            n=1,
+            batch_size=gen.batch_size,
         )
 
         def generate(texts: list[str], level: int) -> tuple[list[str], int, int]:
             rendered = render_prompts(tokenizer, texts, bench.prompt_mode)
             ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in rendered]
             level_seed = seed + SELECTION_SEED * (level + 1)
-            out, n_tok, _ = generate_sharded(engine, tokenizer, ids, sel_gen, level_seed, f"genselect {name} {level}")
+            out, n_tok, _ = generate_sharded(
+                engine, tokenizer, ids, sel_gen, level_seed, f"genselect {name} {level}"
+            )
             return [answers[0] for answers in out], n_tok, sum(map(len, ids))
 
         selected, cost = run_genselect(
@@ -353,8 +366,8 @@ def _select(
     else:  # no score rather than a silent zero: the gate reports the benchmark as untested
         log.warning("benchmark %s: its primary metric %s has no value; it has no score", name, bench.primary)
         record.update(primary=bench.primary, score=None, stderr=None)
-    if cost is not None:
-        record["tokens"] += cost.tokens  # every token the benchmark generated; modes say which mode spent them
+    if cost is not None:  # every token the benchmark generated; its modes say which mode spent them
+        record["tokens"] += cost.tokens
 
 
 def resolve_checkpoint(recipe: Recipe, ref: str) -> str:
@@ -422,7 +435,9 @@ def evaluate_checkpoint(
     prepared = {name: Prepared(recipe.benchmarks[name], tokenizer, recipe.eval.seed) for name in names}
     if hasattr(engine, "reserve") and prepared:  # one cache (and compilation) for every benchmark
         shapes = [p.longest(recipe.benchmarks[n].generation) for n, p in prepared.items()]
-        shapes += [s for n, p in prepared.items() if (s := p.selection_longest(recipe.benchmarks[n], tokenizer))]
+        shapes += [
+            s for n, p in prepared.items() if (s := p.selection_longest(recipe.benchmarks[n], tokenizer))
+        ]
         engine.reserve(max(r for r, _ in shapes), max(t for _, t in shapes))
     benchmarks = {}
     for name in names:

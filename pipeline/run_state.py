@@ -139,7 +139,9 @@ class BenchmarkScore(_Json):
         values: dict[str, Any] = {k: record.get(k) for k in keys}
         modes = record.get("modes")
         if isinstance(modes, Mapping) and modes:
-            values["modes"] = {str(k): ModeScore.of_record(v) for k, v in modes.items() if isinstance(v, Mapping)}
+            values["modes"] = {
+                str(k): ModeScore.of_record(v) for k, v in modes.items() if isinstance(v, Mapping)
+            }
         return cls(**values)
 
 

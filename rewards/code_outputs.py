@@ -123,7 +123,9 @@ def program_outputs(
         parsed[key] = (program, spec)
     if jobs:
         keys = list(jobs)
-        with ThreadPoolExecutor(max_workers=min(pool.size, len(keys)), thread_name_prefix="code-outputs") as ex:
+        with ThreadPoolExecutor(
+            max_workers=min(pool.size, len(keys)), thread_name_prefix="code-outputs"
+        ) as ex:
             results = list(ex.map(lambda k: _safe_run(*parsed[k], options, pool), keys))
         for key, result in zip(keys, results, strict=True):
             for i in jobs[key]:

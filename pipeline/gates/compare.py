@@ -116,7 +116,9 @@ def metric_view(record: Mapping[str, Any], metric: str | None = None) -> Mapping
             if value is not None:
                 samples.append({"id": sample.get("id"), "score": value})
     view: dict[str, Any] = {key: record.get(key) for key in ("domain", "metric") if key in record}
-    view.update(primary=metric, view=metric, score=mode.get("score"), stderr=mode.get("stderr"), samples=samples)
+    view.update(
+        primary=metric, view=metric, score=mode.get("score"), stderr=mode.get("stderr"), samples=samples
+    )
     if metric in SELECTED:
         view["samples_per_prompt"] = 1
     elif metric == PASS_AT_1 and "samples_per_prompt" in record:

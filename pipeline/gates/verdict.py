@@ -60,7 +60,7 @@ class BenchmarkCheck:
     ci: list[float] | None = None  # bootstrap interval of the paired mean difference
     note: str = ""
     metric: str | None = None  # the eval record's metric: accuracy and win rate are in points
-    primary: str | None = None  # what was compared: pass@1 (None in older ledgers), pass@<k>, majority, genselect
+    primary: str | None = None  # what was compared: None for pass@1, else pass@<k>, majority or genselect
 
     @property
     def label(self) -> str:
@@ -271,7 +271,9 @@ def check_stage(
                 record_before = latest if isinstance(latest, Mapping) else {"score": latest}
                 from_history = True
         if record_after is None:
-            comparison = Comparison(record_score(record_before or {}, metric), None, None, None, None, 0, None, "")
+            comparison = Comparison(
+                record_score(record_before or {}, metric), None, None, None, None, 0, None, ""
+            )
         elif record_before is None:
             comparison = Comparison(None, record_score(record_after, metric), None, None, None, 0, None, "")
         else:

@@ -28,7 +28,7 @@ from pipeline.selection.grouping import majority_pick
 TEMPLATE = (
     "You are given a problem and {k} candidate solutions to it, numbered 0 to {last}. Check each "
     "solution's reasoning and final answer, decide which one is correct (if several are, the one whose "
-    "reasoning is most sound), and end your reply with a line of the form \"Judgment: <number>\" naming "
+    'reasoning is most sound), and end your reply with a line of the form "Judgment: <number>" naming '
     "the best solution.\n\nProblem:\n{problem}\n\n{solutions}"
 )
 NO_SUMMARY = "(no final answer: this solution's reasoning never ended)"
@@ -61,7 +61,9 @@ def summary(completion: str, limit: int) -> str:
 def selection_prompt(problem: str, summaries: Sequence[str], template: str | None = None) -> str:
     """The user turn of one selection: the problem and the candidates numbered from 0."""
     solutions = "\n\n".join(f"Solution {i}:\n{text.strip()}" for i, text in enumerate(summaries))
-    out = (template or TEMPLATE).replace("{k}", str(len(summaries))).replace("{last}", str(len(summaries) - 1))
+    out = (
+        (template or TEMPLATE).replace("{k}", str(len(summaries))).replace("{last}", str(len(summaries) - 1))
+    )
     return out.replace("{problem}", problem.strip()).replace("{solutions}", solutions)
 
 
@@ -172,20 +174,20 @@ def run_genselect(
     level generated together, the round winners put to a vote over ``classes``."""
     started = time.perf_counter()
     summaries = [[summary(c, max_summary_chars) for c in comps] for comps in completions]
-    alive = {(p, r): shuffled(len(comps), seed, ids[p], r) for p, comps in enumerate(completions) for r in range(rounds)}
+    alive = {
+        (p, r): shuffled(len(comps), seed, ids[p], r)
+        for p, comps in enumerate(completions)
+        for r in range(rounds)
+    }
     judgments: list[list[Judgment]] = [[] for _ in problems]
     calls = tokens = prompt_tokens = 0
     level = 0
     while any(len(a) > 1 for a in alive.values()):
-        jobs = [
-            (p, r, group)
-            for (p, r), a in alive.items()
-            if len(a) > 1
-            for group in knockout_groups(a, k)
-        ]
+        jobs = [(p, r, group) for (p, r), a in alive.items() if len(a) > 1 for group in knockout_groups(a, k)]
         asked = [job for job in jobs if len(job[2]) > 1]
         texts, n_tok, n_prompt = generate(
-            [selection_prompt(problems[p], [summaries[p][i] for i in g], template) for p, _, g in asked], level
+            [selection_prompt(problems[p], [summaries[p][i] for i in g], template) for p, _, g in asked],
+            level,
         )
         calls, tokens, prompt_tokens = calls + len(asked), tokens + n_tok, prompt_tokens + n_prompt
         if len(texts) != len(asked):
