@@ -447,3 +447,43 @@ def test_majority_and_genselect_on_tinys_math_benchmark_run_on_cpu(tmp_path: Pat
     }
     assert [s["selection"] for s in again["samples"]] == [s["selection"] for s in math["samples"]]
     assert scores_of(records[0])["math"].modes["genselect"].calls == 36
+
+
+@pytest.mark.slow
+def test_heavy_modes_do_not_depend_on_the_number_of_processes(tmp_path: Path) -> None:
+    import subprocess
+
+    from pipeline.config import load_recipe
+    from pipeline.models import build_builtin_model
+    from tests.conftest import PYTHON, ROOT, subprocess_env
+
+    keys = [
+        f"run.output_dir={tmp_path}", "tracking.mode=disabled", "model.builtin.tokenizer_corpus_rows=40",
+        "benchmarks.math.data.size=6", "benchmarks.math.selection=[majority,genselect]",
+        "benchmarks.math.generation.n=4", "benchmarks.math.generation.temperature=1.0",
+        "benchmarks.math.generation.batch_size=2", "benchmarks.math.genselect.k=2",
+        "benchmarks.math.genselect.max_new_tokens=6", "benchmarks.math.generation.max_new_tokens=12",
+    ]  # fmt: skip
+    model = build_builtin_model(
+        "builtin:tiny", load_recipe("tiny", keys).model.builtin, tmp_path / "m", seed=0
+    )
+    outs = {}
+    for n in (1, 2):
+        out = tmp_path / f"eval{n}.json"
+        cmd = [
+            PYTHON, "-m", "accelerate.commands.launch", *(["--multi_gpu"] if n > 1 else ["--cpu"]),
+            "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            str(ROOT / "launch" / "evaluate.py"), "recipe=tiny", f"checkpoint={model}", "benchmarks=math",
+            f"out={out}", *keys,
+        ]  # fmt: skip
+        env = subprocess_env(OMP_NUM_THREADS="1")
+        res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stderr[-3000:]
+        outs[n] = json.loads(out.read_text())["benchmarks"]["math"]
+    assert outs[1]["modes"]["genselect"]["calls"] == 6 * 3  # 4 candidates in pairs: two pairs, the final
+    for key in ("score", "n"):
+        assert outs[1][key] == outs[2][key]
+    assert {m: v["score"] for m, v in outs[1]["modes"].items()} == {
+        m: v["score"] for m, v in outs[2]["modes"].items()
+    }
+    assert [s["selection"] for s in outs[1]["samples"]] == [s["selection"] for s in outs[2]["samples"]]
