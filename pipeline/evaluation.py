@@ -318,6 +318,7 @@ def _select(
 ) -> None:
     """Add the heavy modes to a benchmark's record: ``modes``, each sample's ``selection`` and
     ``classes``, and the ``primary`` metric's score as the record's headline (docs/evaluation.md)."""
+    from pipeline.data.formatting import PromptFormat
     from pipeline.gates.compare import metric_view
     from pipeline.selection.genselect import run_genselect
     from pipeline.selection.modes import Generated, heavy_record, summary
@@ -334,9 +335,10 @@ def _select(
             n=1,
             batch_size=gen.batch_size,
         )
+        system = PromptFormat(bench.prompt.system)  # the benchmark's system prompt, not its problem template
 
         def generate(texts: list[str], level: int) -> tuple[list[str], int, int]:
-            rendered = render_prompts(tokenizer, texts, bench.prompt_mode)
+            rendered = render_prompts(tokenizer, texts, bench.prompt_mode, system)
             ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in rendered]
             level_seed = seed + SELECTION_SEED * (level + 1)
             out, n_tok, _ = generate_sharded(
