@@ -414,6 +414,46 @@ class GenerationConfig:
     batch_size: int = 32
 
 
+SelectionMode = Literal["pass@k", "majority", "genselect"]
+HEAVY_MODES = ("majority", "genselect")  # modes that pick one of the n samples per prompt
+
+
+@dataclass
+class GenSelectConfig:
+    """GenSelect (arXiv 2507.17797): the policy reads k of its own candidates and names the best one.
+
+    With more samples than ``k`` a knockout tournament runs (groups of at most ``k``, winners advance);
+    ``rounds`` independent tournaments over reshuffled candidates vote on the final pick.
+    """
+
+    k: int = 4  # candidates shown in one selection prompt
+    rounds: int = 1  # independent tournaments; their winners are put to a majority vote
+    max_new_tokens: int = 256  # of one selection answer
+    temperature: float | None = None  # None: the benchmark's generation temperature
+    max_summary_chars: int = 2000  # each candidate's summary (its text after </think>) is cut to this
+    template: str | None = None  # the selection prompt; None: pipeline.selection.genselect.TEMPLATE
+
+    def validate(self, key: str) -> None:
+        for name, least in (("k", 2), ("rounds", 1), ("max_new_tokens", 1), ("max_summary_chars", 1)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"key '{key}.{name}' must be at least {least}, got {getattr(self, name)}")
+        if self.temperature is not None and self.temperature < 0:
+            raise ConfigError(f"key '{key}.temperature' must not be negative, got {self.temperature}")
+        if self.template is not None:
+            from pipeline.selection.genselect import check_template
+
+            problem = check_template(self.template)
+            if problem:
+                raise ConfigError(f"key '{key}.template' {problem}")
+
+
+@dataclass
+class MajorityConfig:
+    """How majority voting groups the n answers of a prompt (docs/evaluation.md, "Heavy mode")."""
+
+    code_inputs: str = "tests"  # column whose code tests give the inputs programs run on (never the outputs)
+
+
 @dataclass
 class BenchmarkConfig:
     data: DataSource
@@ -425,6 +465,10 @@ class BenchmarkConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     always: bool = False  # evaluate after every stage, whatever was trained
     tolerance: float | None = None  # per-benchmark gate tolerance (absolute, on the [0, 1] scale)
+    selection: list[SelectionMode] = field(default_factory=list)  # heavy modes over generation.n samples
+    genselect: GenSelectConfig = field(default_factory=GenSelectConfig)
+    majority: MajorityConfig = field(default_factory=MajorityConfig)
+    primary: str = "pass@1"  # the metric the gate compares: pass@1, pass@<k>, majority or genselect
 
     def validate(self, key: str) -> None:
         from rewards import registry
@@ -442,6 +486,57 @@ class BenchmarkConfig:
             raise ConfigError(f"key '{key}.generation.n' must be at least 1, got {self.generation.n}")
         if not 0.0 <= self.max_unscored <= 1.0:
             raise ConfigError(f"key '{key}.max_unscored' must be in [0, 1], got {self.max_unscored}")
+        self._check_selection(key)
+
+    def _check_selection(self, key: str) -> None:
+        """Heavy modes need several distinct samples, a 0/1 verdict per sample and answers that can be grouped."""
+        from pipeline.selection.grouping import GROUPED_REWARDS
+
+        n, reward = self.generation.n, self.scorer.reward
+        if len(set(self.selection)) < len(self.selection):
+            raise ConfigError(f"key '{key}.selection' lists a mode twice: {self.selection}")
+        heavy = [m for m in self.selection if m in HEAVY_MODES]
+        if heavy and reward not in GROUPED_REWARDS:
+            raise ConfigError(
+                f"key '{key}.selection' lists '{heavy[0]}', which groups answers by the domain's verifier; "
+                f"scorer '{reward}' has no final answer to vote on (majority and genselect work with "
+                f"{' and '.join(GROUPED_REWARDS)} scorers)"
+            )
+        for mode in self.selection:
+            if n < 2:
+                raise ConfigError(
+                    f"key '{key}.selection' lists '{mode}', which needs several samples per prompt: "
+                    f"set {key}.generation.n to 2 or more (it is {n})"
+                )
+            if self.scorer.metric != "accuracy":
+                raise ConfigError(
+                    f"key '{key}.selection' lists '{mode}', which needs a right/wrong verdict per sample, "
+                    f"but the scorer's metric is {self.scorer.metric}"
+                )
+        if heavy and self.generation.temperature <= 0:
+            raise ConfigError(
+                f"key '{key}.selection' lists '{heavy[0]}' but {key}.generation.temperature is 0: greedy "
+                "decoding makes the n samples identical, so there is nothing to select from"
+            )
+        primary = self.primary
+        if primary in HEAVY_MODES:
+            if primary not in self.selection:
+                raise ConfigError(
+                    f"key '{key}.primary' is '{primary}', which {key}.selection does not list {self.selection}"
+                )
+        elif primary != "pass@1":
+            k = primary.removeprefix("pass@")
+            known = ["pass@1", "pass@<k>", *HEAVY_MODES]
+            if not (primary.startswith("pass@") and k.isdigit()):
+                raise ConfigError(
+                    f"key '{key}.primary' must be one of {', '.join(known)}, got {primary!r}"
+                    f"{closest(primary, known)}"
+                )
+            if not 1 <= int(k) <= n or self.scorer.metric != "accuracy":
+                raise ConfigError(
+                    f"key '{key}.primary' is {primary}, which needs an accuracy scorer and k between 1 and "
+                    f"{key}.generation.n ({n})"
+                )
 
     def _preset_defaults(self, key: str) -> None:
         """Domain and scorer from the data preset when the recipe leaves them out."""

@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.atomic import write_json
-from pipeline.config import BenchmarkConfig, Recipe
+from pipeline.config import HEAVY_MODES, BenchmarkConfig, GenerationConfig, Recipe
 from pipeline.data.sources import is_prompt, load_rows
 from pipeline.distributed import process_state
+from pipeline.gates.stats import pass_at_k
+from pipeline.selection.modes import mean_stderr
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# GenSelect's calls of tournament level L sample from seed + SELECTION_SEED * (L + 1) + batch index
+SELECTION_SEED = 1_000_003
 
 
 # --------------------------------------------------------------------------------------------------
@@ -59,15 +64,39 @@ def generate_batch(
     return [texts[i * gen.n : (i + 1) * gen.n] for i in range(len(prompts))], out.tokens
 
 
+def generate_sharded(
+    engine: Any, tokenizer: Any, prompts: list[list[int]], gen: Any, seed: int, desc: str
+) -> tuple[list[list[str]], int, float]:
+    """``gen.n`` completions of every prompt, the tokens generated, and the seconds it took.
+
+    Prompts are sorted by length and cut into fixed batches; batch ``b`` samples from ``seed + b`` on
+    process ``b mod world size``, and the completions are gathered to every process in prompt order.
+    """
+    from accelerate.utils import gather_object
+    from tqdm.auto import tqdm
+
+    state = process_state()
+    t0 = time.monotonic()
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+    bs = gen.batch_size
+    batches = [order[i : i + bs] for i in range(0, len(order), bs)]
+    results: list[tuple[int, list[str]]] = []
+    tokens = 0
+    mine = range(state.process_index, len(batches), state.num_processes)
+    for b_index in tqdm(mine, desc=desc, disable=not state.is_main_process, leave=False):
+        batch = batches[b_index]
+        completions, n_tok = generate_batch(
+            engine, tokenizer, [prompts[i] for i in batch], gen, seed + b_index
+        )
+        tokens += n_tok
+        results.extend(zip(batch, completions, strict=True))
+    parts = gather_object([(results, tokens)]) if state.num_processes > 1 else [(results, tokens)]
+    merged = dict(pair for part, _ in parts for pair in part)
+    return [merged[i] for i in range(len(prompts))], sum(t for _, t in parts), time.monotonic() - t0
+
+
 # --------------------------------------------------------------------------------------------------
 # Scoring
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples of which c are correct (Chen et al., 2021)."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
 def _reward_fn(bench: BenchmarkConfig, judges: dict[str, str]) -> Any:
@@ -123,9 +152,8 @@ def aggregate(bench: BenchmarkConfig, per_prompt: list[list[float]]) -> dict[str
     else:
         values = [sum(ss) / len(ss) for ss in per_prompt]
     n = len(values)
-    mean = sum(values) / n if n else 0.0
-    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-    record: dict[str, Any] = {"score": mean, "stderr": math.sqrt(var / n) if n else 0.0, "n": n}
+    mean, stderr = mean_stderr(values)
+    record: dict[str, Any] = {"score": mean, "stderr": stderr, "n": n}
     k_samples = bench.generation.n
     if bench.scorer.metric == "accuracy" and k_samples > 1:
         ks = sorted({1, k_samples, *[2**i for i in range(1, 8) if 2**i < k_samples]})
@@ -169,6 +197,48 @@ class Prepared:
         width = max((len(p) for p in self.prompts), default=0)
         return min(gen.batch_size, len(self.prompts)) * gen.n, width + gen.max_new_tokens
 
+    def selection_longest(self, bench: BenchmarkConfig, tokenizer: Any) -> tuple[int, int] | None:
+        """(rows, tokens) of the largest GenSelect call (an estimate: k candidates of full length)."""
+        from pipeline.selection.genselect import selection_prompt
+
+        if "genselect" not in bench.selection or not self.prompts:
+            return None
+        cfg, gen = bench.genselect, bench.generation
+        k = min(cfg.k, gen.n)
+        # the prompt without candidates, plus room for the chat template's own tokens
+        frame = len(tokenizer(selection_prompt("", [""] * k, cfg.template))["input_ids"]) + 32
+        width = max(len(p) for p in self.prompts) + frame + k * gen.max_new_tokens
+        rows = min(gen.batch_size, len(self.prompts) * -(-gen.n // k) * cfg.rounds)
+        return rows, width + cfg.max_new_tokens
+
+
+def _on_main(fn: Callable[[], T]) -> T:
+    """``fn()`` run once, on the main process (sandboxes and verifier pools are not multiplied by the
+    world size), its result broadcast to every process; so is an UnscoredError, or the others would
+    wait in the broadcast."""
+    from accelerate.utils import broadcast_object_list
+
+    state = process_state()
+    result, error = None, None
+    if state.is_main_process:
+        try:
+            result = fn()
+        except UnscoredError as exc:
+            error = str(exc)
+    if state.num_processes > 1:
+        result, error = broadcast_object_list([result, error])
+    if error:
+        raise UnscoredError(error)
+    return result  # type: ignore[return-value]
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _prompt_text(row: dict[str, Any]) -> str:
+    return row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"]
+
 
 def run_benchmark(
     name: str,
@@ -179,10 +249,8 @@ def run_benchmark(
     judges: dict[str, str],
     prepared: Prepared | None = None,
 ) -> dict[str, Any]:
-    from accelerate.utils import broadcast_object_list, gather_object
-    from tqdm.auto import tqdm
+    from pipeline.selection.grouping import group_answers
 
-    state = process_state()
     t0 = time.monotonic()
     reward = _reward_fn(bench, judges)
     if reward is None:
@@ -190,37 +258,25 @@ def run_benchmark(
         return {"domain": bench.domain, "skipped": f"judge '{bench.scorer.judge}' not trained yet"}
     prepared = prepared or Prepared(bench, tokenizer, seed)
     rows, prompts = prepared.rows, prepared.prompts
-    order = sorted(range(len(rows)), key=lambda i: (len(prompts[i]), i))
-    bs = bench.generation.batch_size
-    batches = [order[i : i + bs] for i in range(0, len(order), bs)]
-    mine = batches[state.process_index :: state.num_processes]
-    results: list[tuple[int, list[str]]] = []
-    tokens = 0
-    bar = tqdm(mine, desc=f"eval {name}", disable=not state.is_main_process, leave=False)
-    for b_index, batch in zip(
-        range(state.process_index, len(batches), state.num_processes), bar, strict=True
-    ):
-        completions, n_tok = generate_batch(
-            engine, tokenizer, [prompts[i] for i in batch], bench.generation, seed + b_index
-        )
-        tokens += n_tok
-        results.extend(zip(batch, completions, strict=True))
-    # gather completions (not scores): scoring runs once, on every process alike, over the full list
-    gathered = gather_object([results]) if state.num_processes > 1 else [results]
-    merged = dict(pair for part in gathered for pair in part)
-    all_tokens = gather_object([tokens]) if state.num_processes > 1 else [tokens]
-    completions = [merged[i] for i in range(len(rows))]
-    # score once, on the main process (sandboxes and reward models are not multiplied by the world size)
-    per_prompt, error = None, None
-    if state.is_main_process:
+    completions, tokens, gen_seconds = generate_sharded(
+        engine, tokenizer, prompts, bench.generation, seed, f"eval {name}"
+    )
+
+    def score_and_group() -> tuple[list[list[float]], Any]:
         try:
             per_prompt = score_samples(bench, reward, rows, completions)
-        except UnscoredError as exc:  # every process must learn it, or the others wait in the broadcast
-            error = f"benchmark '{name}': {exc}"
-    if state.num_processes > 1:
-        per_prompt, error = broadcast_object_list([per_prompt, error])
-    if error:
-        raise UnscoredError(error)
+        except UnscoredError as exc:
+            raise UnscoredError(f"benchmark '{name}': {exc}") from None
+        grouping = None
+        if any(mode in HEAVY_MODES for mode in bench.selection):
+            scorer = bench.scorer
+            grouping = group_answers(
+                scorer.reward, scorer.args, rows, completions, bench.majority.code_inputs
+            )
+        return per_prompt, grouping
+
+    # completions are gathered to every process; scoring and grouping run once, on the main process
+    per_prompt, grouping = _on_main(score_and_group)
     # what the reward found about this host (the code sandbox's isolation) is kept with the scores
     record = {"domain": bench.domain, **aggregate(bench, per_prompt), **getattr(reward, "facts", {})}
     thr = bench.scorer.threshold
@@ -228,12 +284,12 @@ def run_benchmark(
         samples_per_prompt=bench.generation.n,
         threshold=thr,
         metric=bench.scorer.metric,
-        wall_s=round(time.monotonic() - t0, 2),
-        tokens=int(sum(all_tokens)),
+        wall_s=0.0,
+        tokens=int(tokens),
         samples=[
             {
                 "id": row["id"],
-                "prompt": row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"],
+                "prompt": _prompt_text(row),
                 "completions": comps,
                 "scores": [round(s, 4) for s in ss],
                 "correct": [s >= thr for s in ss],
@@ -244,11 +300,81 @@ def run_benchmark(
             for row, comps, ss in zip(rows, completions, per_prompt, strict=True)
         ],
     )
+    if bench.selection or bench.primary != "pass@1":
+        _select(name, bench, engine, tokenizer, seed, record, grouping, gen_seconds)
+    record["wall_s"] = round(time.monotonic() - t0, 2)
+    modes = "".join(f", {mode} {m['score']:.3f}" for mode, m in (record.get("modes") or {}).items())
     log.info(
-        "benchmark %-14s %.3f ± %.3f (n=%d, %.1fs, %d tokens)",
-        name, record["score"], record["stderr"], record["n"], record["wall_s"], record["tokens"],
+        "benchmark %-14s %s ± %s (n=%d, %.1fs, %d tokens%s)",
+        name, _number(record["score"]), _number(record["stderr"]), record["n"], record["wall_s"], record["tokens"], modes,
     )  # fmt: skip
     return record
+
+
+def _select(
+    name: str,
+    bench: BenchmarkConfig,
+    engine: Any,
+    tokenizer: Any,
+    seed: int,
+    record: dict[str, Any],
+    grouping: Any,
+    gen_seconds: float,
+) -> None:
+    """Add the heavy modes to a benchmark's record: ``modes``, each sample's ``selection`` and
+    ``classes``, and the ``primary`` metric's score as the record's headline (docs/evaluation.md)."""
+    from pipeline.data.formatting import PromptFormat
+    from pipeline.gates.compare import metric_view
+    from pipeline.selection.genselect import run_genselect
+    from pipeline.selection.modes import Generated, heavy_record, summary
+
+    samples = record["samples"]
+    selected = cost = None
+    if "genselect" in bench.selection:
+        cfg, gen = bench.genselect, bench.generation
+        temperature = gen.temperature if cfg.temperature is None else cfg.temperature
+        sel_gen = GenerationConfig(
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=temperature,
+            top_p=gen.top_p,
+            n=1,
+            batch_size=gen.batch_size,
+        )
+        system = PromptFormat(bench.prompt.system)  # the benchmark's system prompt, not its problem template
+
+        def generate(texts: list[str], level: int) -> tuple[list[str], int, int]:
+            rendered = render_prompts(tokenizer, texts, bench.prompt_mode, system)
+            ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in rendered]
+            level_seed = seed + SELECTION_SEED * (level + 1)
+            out, n_tok, _ = generate_sharded(
+                engine, tokenizer, ids, sel_gen, level_seed, f"genselect {name} {level}"
+            )
+            return [answers[0] for answers in out], n_tok, sum(map(len, ids))
+
+        selected, cost = run_genselect(
+            [s["prompt"] for s in samples], [s["completions"] for s in samples], grouping.classes,
+            [s["id"] for s in samples], generate, k=cfg.k, rounds=cfg.rounds, seed=seed,
+            max_summary_chars=cfg.max_summary_chars, template=cfg.template,
+        )  # fmt: skip
+    correct = [s["correct"] for s in samples]
+    generated = Generated(record["tokens"], gen_seconds)
+    modes, per_prompt, skipped = heavy_record(bench.selection, correct, generated, grouping, selected, cost)
+    for sample, fields in zip(samples, per_prompt, strict=True):
+        sample.update(fields)
+    record["modes"] = modes
+    if skipped:
+        record["skipped_modes"] = skipped
+        for mode, why in skipped.items():
+            log.warning("benchmark %s: %s skipped: %s", name, mode, why)
+    values = [s["score"] for s in metric_view(record, bench.primary)["samples"]]
+    if values:
+        primary = modes.setdefault(bench.primary, summary(values))
+        record.update(primary=bench.primary, score=primary["score"], stderr=primary["stderr"])
+    else:  # no score rather than a silent zero: the gate reports the benchmark as untested
+        log.warning("benchmark %s: its primary metric %s has no value; it has no score", name, bench.primary)
+        record.update(primary=bench.primary, score=None, stderr=None)
+    if cost is not None:  # every token the benchmark generated; its modes say which mode spent them
+        record["tokens"] += cost.tokens
 
 
 def resolve_checkpoint(recipe: Recipe, ref: str) -> str:
@@ -316,6 +442,9 @@ def evaluate_checkpoint(
     prepared = {name: Prepared(recipe.benchmarks[name], tokenizer, recipe.eval.seed) for name in names}
     if hasattr(engine, "reserve") and prepared:  # one cache (and compilation) for every benchmark
         shapes = [p.longest(recipe.benchmarks[n].generation) for n, p in prepared.items()]
+        shapes += [
+            s for n, p in prepared.items() if (s := p.selection_longest(recipe.benchmarks[n], tokenizer))
+        ]
         engine.reserve(max(r for r, _ in shapes), max(t for _, t in shapes))
     benchmarks = {}
     for name in names:

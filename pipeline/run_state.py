@@ -85,8 +85,35 @@ def _plain(value: Any) -> Any:
 
 
 @dataclass
+class ModeScore(_Json):
+    """One evaluation mode of a benchmark (pass@1, the oracle pass@n, majority, genselect): its score and
+    what it cost on top of the samples (docs/evaluation.md, "Heavy mode")."""
+
+    score: float | None = None
+    stderr: float | None = None
+    tokens: int | None = None  # generated: the samples' for pass@1, the selection prompts' for genselect
+    seconds: float | None = None
+    calls: int | None = None  # genselect: selection prompts generated
+    fallbacks: int | None = None  # genselect: selections whose choice could not be read (majority decided)
+
+    @classmethod
+    def of_record(cls, record: Mapping[str, Any]) -> ModeScore:
+        return cls(**{f.name: record.get(f.name) for f in fields(cls) if f.name != "extra"})
+
+
+def read_modes(value: Any) -> dict[str, ModeScore] | None:
+    if not isinstance(value, Mapping):
+        return None
+    return {str(k): ModeScore.from_json(v) for k, v in value.items() if isinstance(v, Mapping)}
+
+
+@dataclass
 class BenchmarkScore(_Json):
-    """One benchmark's score summary in the ledger (the full record, with samples, is in the eval file)."""
+    """One benchmark's score summary in the ledger (the full record, with samples, is in the eval file).
+
+    ``score`` is the metric the gate compares: pass@1 unless the benchmark names another ``primary``;
+    ``modes`` (benchmarks with ``selection``) holds every mode's score and cost.
+    """
 
     score: float | None = None
     stderr: float | None = None
@@ -94,8 +121,11 @@ class BenchmarkScore(_Json):
     domain: str | None = None
     metric: str | None = None
     isolation: str | None = None  # how the code sandbox isolated the programs it scored (code benchmarks)
+    primary: str | None = None  # None: pass@1 (ledgers of benchmarks without selection)
+    modes: dict[str, ModeScore] | None = None
 
     _NULLABLE = ("score", "stderr", "n", "domain", "metric")
+    _READERS = {"modes": read_modes}
 
     @classmethod
     def read(cls, value: Any) -> BenchmarkScore:
@@ -107,8 +137,13 @@ class BenchmarkScore(_Json):
     @classmethod
     def of_record(cls, record: Mapping[str, Any]) -> BenchmarkScore:
         """The summary of one benchmark record of an eval file."""
-        keys = ("score", "stderr", "n", "domain", "metric", "isolation")
+        keys = ("score", "stderr", "n", "domain", "metric", "isolation", "primary")
         values: dict[str, Any] = {k: record.get(k) for k in keys}
+        modes = record.get("modes")
+        if isinstance(modes, Mapping) and modes:
+            values["modes"] = {
+                str(k): ModeScore.of_record(v) for k, v in modes.items() if isinstance(v, Mapping)
+            }
         return cls(**values)
 
 

@@ -33,7 +33,7 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from rewards import stats
-from rewards.code_compare import canonical, output_lines, outputs_match, values_match
+from rewards.code_compare import outputs_match, values_match
 from rewards.code_run import CaseResult, CodeResult, RunOptions, score_program
 from rewards.code_tests import CodeTests, extract_code, parse_tests
 from rewards.common import WarnOnce, column, final_answer
@@ -58,9 +58,6 @@ logger = logging.getLogger(__name__)
 _warn_once = WarnOnce(logger)
 
 DEFAULT_TIMEOUT_S = 5.0
-
-# Names these helpers had before they moved out of this module, for code that still imports them here.
-_canonical, _lines = canonical, output_lines
 
 
 def _options(

@@ -2,6 +2,10 @@
 
 The inputs are eval records as ``evals/<NN>-<stage>.json`` holds them under ``benchmarks`` (headline
 ``score``/``stderr`` and per-prompt ``samples``); the output is a :class:`Comparison`.
+
+A benchmark is compared on its ``primary`` metric (``pass@1`` unless the record names another):
+:func:`metric_view` reads a record as that metric — ``majority``/``genselect`` from each sample's
+``selection`` outcome (one 0/1 value per prompt), ``pass@k`` from each sample's ``correct`` list.
 """
 
 from __future__ import annotations
@@ -14,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.gates.stats import mcnemar_exact, paired_bootstrap_ci, paired_permutation_test, unpaired_z_test
+from pipeline.gates.stats import (
+    mcnemar_exact,
+    paired_bootstrap_ci,
+    paired_permutation_test,
+    pass_at_k,
+    unpaired_z_test,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +70,64 @@ def prompt_scores(record: Mapping[str, Any]) -> dict[str, float]:
     return scores
 
 
+PASS_AT_1 = "pass@1"
+SELECTED = ("majority", "genselect")  # metrics that pick one sample per prompt
+
+
+def primary_of(record: Mapping[str, Any] | None) -> str:
+    """The metric a record is gated on: its ``primary``, ``pass@1`` for records without one."""
+    return str((record or {}).get("primary") or PASS_AT_1)
+
+
+def _sample_value(sample: Mapping[str, Any], metric: str) -> float | None:
+    """One prompt's value of ``metric``: a selection's 0/1 outcome, or pass@k from its ``correct`` list."""
+    if metric in SELECTED:
+        outcome = (sample.get("selection") or {}).get(metric)
+        correct = outcome.get("correct") if isinstance(outcome, Mapping) else None
+        return float(correct) if isinstance(correct, bool) else None
+    k = int(metric.removeprefix("pass@")) if metric.startswith("pass@") and metric[5:].isdigit() else 0
+    correct = sample.get("correct")
+    if k < 1 or not isinstance(correct, list) or len(correct) < k:
+        return None
+    return pass_at_k(len(correct), sum(bool(c) for c in correct), k)
+
+
+def metric_view(record: Mapping[str, Any], metric: str | None = None) -> Mapping[str, Any]:
+    """``record`` as the gate reads it for ``metric`` (default: the record's primary).
+
+    The record itself when that is how it was written (its primary is the metric); otherwise a record
+    of the same shape whose headline and per-prompt ``score`` are the metric's, taken from the
+    record's ``modes`` summary and each sample's outcome. A record that lacks the metric gives a view
+    without score or samples, which the comparison reports as untested.
+    """
+    primary = primary_of(record)
+    metric = metric or primary
+    if metric == PASS_AT_1 == primary or record.get("view") == metric:  # already read as the metric
+        return record
+    mode = dict((record.get("modes") or {}).get(metric) or {})
+    if metric == primary:  # the record's headline is the metric's (its samples' ``score`` is pass@1)
+        mode.update(score=record.get("score"), stderr=record.get("stderr"))
+    samples = []
+    if metric == PASS_AT_1:  # each sample record's own score is its prompt's pass@1
+        samples = [{"id": s.get("id"), "score": s.get("score")} for s in record.get("samples") or []]
+    else:
+        for sample in record.get("samples") or []:
+            value = _sample_value(sample, metric)
+            if value is not None:
+                samples.append({"id": sample.get("id"), "score": value})
+    view: dict[str, Any] = {key: record.get(key) for key in ("domain", "metric") if key in record}
+    view.update(
+        primary=metric, view=metric, score=mode.get("score"), stderr=mode.get("stderr"), samples=samples
+    )
+    if metric in SELECTED:
+        view["samples_per_prompt"] = 1
+    elif metric == PASS_AT_1 and "samples_per_prompt" in record:
+        view["samples_per_prompt"] = record["samples_per_prompt"]
+    else:
+        view["samples_per_prompt"] = 0  # pass@k values are fractions: the permutation test
+    return view
+
+
 def _one_sample_per_prompt(record: Mapping[str, Any]) -> bool:
     spp = record.get("samples_per_prompt")
     if spp is not None:
@@ -67,8 +135,10 @@ def _one_sample_per_prompt(record: Mapping[str, Any]) -> bool:
     return all(len(s.get("correct") or s.get("scores") or [None]) == 1 for s in record.get("samples") or [])
 
 
-def record_score(record: Mapping[str, Any]) -> float | None:
-    """The headline score of an eval record (its ``score``, else the mean of its per-prompt scores)."""
+def record_score(record: Mapping[str, Any], metric: str | None = None) -> float | None:
+    """The headline score of an eval record for ``metric`` (default: its primary): its ``score``, else
+    the mean of its per-prompt scores."""
+    record = metric_view(record, metric)
     score = finite(record.get("score"))
     if score is None:
         per_prompt = prompt_scores(record)
@@ -98,6 +168,7 @@ def compare_records(
     n_resamples: int = 10_000,
     seed: int = 0,
     confidence: float | None = 0.95,
+    metric: str | None = None,
 ) -> Comparison:
     """Compare two eval records of the same benchmark with the test their data supports.
 
@@ -105,8 +176,10 @@ def compare_records(
     sides → exact McNemar; otherwise the permutation test on per-prompt scores. Without shared ids
     (or per-sample data) the reported standard errors give an unpaired z-test; without those either,
     the comparison records why no test ran instead of failing. ``confidence=None`` skips the
-    bootstrap interval.
+    bootstrap interval. Both records are read as ``metric`` (default: the later record's primary).
     """
+    metric = metric or primary_of(after)
+    before, after = metric_view(before, metric), metric_view(after, metric)
     score_before, score_after = record_score(before), record_score(after)
     delta = None if score_before is None or score_after is None else score_after - score_before
     per_before, per_after = prompt_scores(before), prompt_scores(after)

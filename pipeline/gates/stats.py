@@ -1,4 +1,5 @@
-"""Paired significance tests on per-prompt scores: exact McNemar, sign-flip permutation, bootstrap, z.
+"""Paired significance tests on per-prompt scores: exact McNemar, sign-flip permutation, bootstrap, z;
+and the unbiased pass@k estimator that per-prompt pass@k scores come from.
 
 Pure functions over numbers; the gate uses them to tell a real drop from sampling noise. Written here
 because they are short and Cascade does not depend on scipy, and because the permutation test must
@@ -14,6 +15,13 @@ import numpy as np
 
 EXACT_PERMUTATION_MAX = 16
 """Up to this many non-zero differences the permutation test enumerates all 2**m sign flips."""
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct (Chen et al., 2021)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
 def _binom_half_cdf(k: int, n: int) -> float:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, cast
 
-from pipeline.gates.compare import Comparison, compare_records, finite, record_score
+from pipeline.gates.compare import PASS_AT_1, Comparison, compare_records, finite, primary_of, record_score
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,12 @@ class BenchmarkCheck:
     ci: list[float] | None = None  # bootstrap interval of the paired mean difference
     note: str = ""
     metric: str | None = None  # the eval record's metric: accuracy and win rate are in points
+    primary: str | None = None  # what was compared: None for pass@1, else pass@<k>, majority or genselect
+
+    @property
+    def label(self) -> str:
+        """The benchmark's name, with the metric compared when it is not pass@1."""
+        return self.name if self.primary in (None, PASS_AT_1) else f"{self.name} ({self.primary})"
 
     def significant(self, alpha: float) -> bool:
         """Whether the change passed the test at ``alpha``."""
@@ -93,8 +99,13 @@ class GateResult:
         return self.action in ("continue", "warn")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (the ledger's ``gate`` field)."""
-        return asdict(self)
+        """A JSON-safe dict (the ledger's ``gate`` field); a check's ``primary`` only when it is not pass@1,
+        so that ledgers of gates without heavy metrics keep their layout."""
+        data = asdict(self)
+        for check in data["benchmarks"].values():
+            if check.get("primary") is None:
+                del check["primary"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GateResult:
@@ -113,7 +124,7 @@ class GateResult:
         gated = [c for c in self.benchmarks.values() if c.gated]
         if self.regressions:
             items = "; ".join(
-                f"{c.name} by {_amount(-(c.delta or 0.0), c)} ({_value(c.before)} → {_value(c.after)}, "
+                f"{c.label} by {_amount(-(c.delta or 0.0), c)} ({_value(c.before)} → {_value(c.after)}, "
                 f"{TEST_LABELS.get(c.test or '', c.test)} {format_p_value(c.p_value)} < {self.alpha:g}, "
                 f"tolerance {_amount(c.tolerance, c)})"
                 for c in self.regressions
@@ -122,7 +133,7 @@ class GateResult:
             sentences.append(_ACTION_TEXT.get(self.action, f"action {self.action}"))
         elif any(c.verdict == "pass" for c in gated):
             passed = [c for c in gated if c.verdict == "pass"]
-            items = ", ".join(f"{c.name} {_change(c)}" for c in passed)
+            items = ", ".join(f"{c.label} {_change(c)}" for c in passed)
             sentences.append(
                 f"stage {self.stage} passed the gate (tolerance {_amount(self.tolerance)}, alpha "
                 f"{self.alpha:g}): no regression on {len(passed)} benchmark(s) of earlier domains ({items})"
@@ -133,7 +144,7 @@ class GateResult:
             sentences.append(f"stage {self.stage} passed: no benchmark of an earlier-trained domain to gate")
         own = [c for c in self.benchmarks.values() if c.role == "own" and c.delta is not None]
         if self.own_domain_improved is not None:
-            changes = ", ".join(f"{c.name} {_change(c)}" for c in own)
+            changes = ", ".join(f"{c.label} {_change(c)}" for c in own)
             status = "improved" if self.own_domain_improved else "did not improve significantly"
             sentences.append(f"own domain {self.stage_domain} {status} ({changes})")
         untested = [c for c in gated if c.verdict in ("untested", "missing")]
@@ -198,9 +209,12 @@ def _change(check: BenchmarkCheck) -> str:
     return f"{sign}{_amount(abs(delta), check)}, {format_p_value(check.p_value)}"
 
 
-def _history_score(row: Mapping[str, Any], name: str) -> float | None:
+def _history_score(row: Mapping[str, Any], name: str, metric: str) -> float | None:
+    """A benchmark's score in an earlier row, read as ``metric`` (a bare number is a pass@1 score)."""
     value = row.get(name)
-    return finite(value.get("score")) if isinstance(value, Mapping) else finite(value)
+    if isinstance(value, Mapping):
+        return record_score(value, metric)
+    return finite(value) if metric == PASS_AT_1 else None
 
 
 def check_stage(
@@ -243,23 +257,29 @@ def check_stage(
         gated = domain is not None and domain in trained_domains
         role = "own" if domain is not None and domain == stage_domain else "earlier" if gated else "untrained"
         bench_tolerance = float(overrides.get(name, tolerance))
-        earlier = [s for s in (_history_score(row, name) for row in history) if s is not None]
+        metric = primary_of(record_after or record_before)  # heavy metrics are gated only when primary
+        earlier = [s for s in (_history_score(row, name, metric) for row in history) if s is not None]
 
         from_history = False
         if record_before is None and record_after is not None:
             # Not re-run since an older row: compare with that row's score and standard error.
             latest = next(
-                (row[name] for row in reversed(history) if _history_score(row, name) is not None), None
+                (row[name] for row in reversed(history) if _history_score(row, name, metric) is not None),
+                None,
             )
             if latest is not None:
                 record_before = latest if isinstance(latest, Mapping) else {"score": latest}
                 from_history = True
         if record_after is None:
-            comparison = Comparison(record_score(record_before or {}), None, None, None, None, 0, None, "")
+            comparison = Comparison(
+                record_score(record_before or {}, metric), None, None, None, None, 0, None, ""
+            )
         elif record_before is None:
-            comparison = Comparison(None, record_score(record_after), None, None, None, 0, None, "")
+            comparison = Comparison(None, record_score(record_after, metric), None, None, None, 0, None, "")
         else:
-            comparison = compare_records(record_before, record_after, n_resamples=n_resamples, seed=seed)
+            comparison = compare_records(
+                record_before, record_after, n_resamples=n_resamples, seed=seed, metric=metric
+            )
 
         best = max([*earlier, *([comparison.before] if comparison.before is not None else [])], default=None)
         drop = None
@@ -309,6 +329,7 @@ def check_stage(
             ci=list(comparison.ci) if comparison.ci is not None else None,
             note=note,
             metric=(record_after or record_before or {}).get("metric"),
+            primary=metric if metric != PASS_AT_1 else None,
         )
 
     own_results = [c.improved for c in checks.values() if c.role == "own" and c.improved is not None]

@@ -64,7 +64,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for name in names:
         domain = report["benchmarks"][name].get("domain")
         unit = report["benchmarks"][name].get("unit")
-        header.append(name + (f" ({domain})" if domain else "") + (" [raw]" if unit == "raw" else ""))
+        primary = report["benchmarks"][name].get("primary")
+        header.append(
+            name + (f" ({domain})" if domain else "") + (" [raw]" if unit == "raw" else "")
+            + (f" [{primary}]" if primary else "")
+        )  # fmt: skip
     header += ["gate", "time"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] * 3 + ["---:"] * len(names) + ["---", "---:"]) + "|")
@@ -91,8 +95,70 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     ]
     flags = report.get("flags") or []
     lines += [f"- {flag['message']}" for flag in flags] if flags else ["None."]
+    lines += _heavy_lines(report)
     lines += _isolation_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def mode_label(mode: str, n: int | None) -> str:
+    """``pass@1``, ``majority@8``, ``genselect@8``, ``oracle pass@8``."""
+    if mode in ("majority", "genselect"):
+        return f"{mode}@{n}" if n else mode
+    return f"oracle {mode}" if n and mode == f"pass@{n}" else mode
+
+
+def samples_of(modes: list[str]) -> int | None:
+    """n, the samples per prompt, from a benchmark's modes (its oracle is pass@n, the largest k)."""
+    ks = [int(m[5:]) for m in modes if m.startswith("pass@") and m[5:].isdigit()]
+    return max(ks) if ks and max(ks) > 1 else None
+
+
+def _heavy_lines(report: Mapping[str, Any]) -> list[str]:
+    """One table per benchmark evaluated in heavy mode: every mode through the stages, and its cost."""
+    heavy = {name: info for name, info in report["benchmarks"].items() if info.get("modes")}
+    if not heavy:
+        return []
+    lines = ["", "## Heavy mode", ""]
+    for name, info in heavy.items():
+        modes, n = info["modes"], samples_of(info["modes"])
+        lines += [f"### {name}" + (f" ({n} samples per prompt)" if n else ""), ""]
+        header = ["stage", *(mode_label(m, n) for m in modes)]
+        has_genselect = "genselect" in modes
+        header += ["genselect fallbacks", "selection tokens"] if has_genselect else []
+        header += ["sample tokens", "time (samples / vote / genselect)"]
+        lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+        for row in report["stages"]:
+            got = (row.get("modes") or {}).get(name)
+            if not got:
+                continue
+            cells = [str(row["name"])]
+            for mode in modes:
+                m = got.get(mode) or {}
+                score, stderr = m.get("score"), m.get("stderr")
+                cells.append(
+                    "—"
+                    if score is None
+                    else f"{100 * score:.1f}" + ("" if stderr is None else f" ± {100 * stderr:.1f}")
+                )
+            g = got.get("genselect") or {}
+            if has_genselect:
+                cells.append(f"{g.get('fallbacks', 0)}/{g.get('calls', 0)}" if g else "—")
+                cells.append(f"{g.get('tokens', 0):,}" if g else "—")
+            p1 = got.get("pass@1") or {}
+            cells.append(f"{p1['tokens']:,}" if p1.get("tokens") is not None else "—")
+            times = [p1.get("seconds"), (got.get("majority") or {}).get("seconds"), g.get("seconds")]
+            cells.append(" / ".join(format_duration(t) for t in times))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append(
+        "pass@1: the mean over a prompt's samples; majority: the vote over answer classes (math: equal under "
+        "math-verify, code: identical outputs on the tests' inputs), ties to the class seen first; genselect: "
+        "the policy picks the best of k candidates in a knockout tournament; oracle pass@n: any sample is "
+        "right, the ceiling of every selection. Fallbacks: selections whose choice could not be read, decided "
+        "by the group's majority. Scores in %, ± standard error over prompts; tokens and times are what each "
+        'mode generated and took (docs/evaluation.md, "Heavy mode").'
+    )
+    return lines
 
 
 def _isolation_lines(report: Mapping[str, Any]) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import write_file
-from pipeline.report.markdown import format_duration
+from pipeline.report.markdown import format_duration, mode_label, samples_of
 from pipeline.report.table import MINUS
 
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
@@ -26,7 +26,6 @@ def plot_report(report: Mapping[str, Any], path: Path | str) -> Path:
     """
     from matplotlib.figure import Figure  # lazy: matplotlib is slow to import and only needed here
     from matplotlib.lines import Line2D
-    from matplotlib.transforms import blended_transform_factory
 
     rows = list(report["stages"])
     names = list(report["benchmarks"])
@@ -47,28 +46,17 @@ def plot_report(report: Mapping[str, Any], path: Path | str) -> Path:
 
     groups = {u: [n for n in names if report["benchmarks"][n].get("unit", "%") == u] for u in ("%", "raw")}
     panels = [unit for unit in ("%", "raw") if groups[unit]] or ["%"]
-    fig = Figure(figsize=(12, 5.6 if len(panels) == 1 else 7.6), dpi=100, layout="constrained")
-    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False, height_ratios=[3, 1.6][: len(panels)])[
-        :, 0
-    ]
+    heavy = [n for n in names if report["benchmarks"][n].get("modes")]
+    ratios = [3.0, 1.6][: len(panels)] + [1.8] * len(heavy)
+    fig = Figure(figsize=(12, 3.6 + 2.0 * sum(ratios[1:]) / 1.6), dpi=100, layout="constrained")
+    axes = fig.subplots(len(ratios), 1, sharex=True, squeeze=False, height_ratios=ratios)[:, 0]
+    for ax in axes:
+        _stage_columns(ax, rows, color, labels=ax is axes[0])
+    for ax, name in zip(axes[len(panels) :], heavy, strict=True):
+        _heavy_band(ax, rows, name, report["benchmarks"][name], style[name][0])
 
-    for ax, unit in zip(axes, panels, strict=True):
+    for ax, unit in zip(axes, panels, strict=False):
         scale = 100.0 if unit == "%" else 1.0
-        top = blended_transform_factory(ax.transData, ax.transAxes)
-        for x, row in zip(xs, rows, strict=True):
-            if row.get("domain"):
-                ax.axvspan(x - 0.5, x + 0.5, color=color[row["domain"]], alpha=0.09, lw=0, zorder=0)
-                if ax is axes[0]:
-                    ax.text(x, 0.985, row["domain"], transform=top, ha="center", va="top", fontsize=8.5,
-                            color=color[row["domain"]], fontweight="bold",
-                            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 1})  # fmt: skip
-            if row["discarded"]:
-                ax.axvspan(x - 0.5, x + 0.5, facecolor="none", edgecolor="0.75", hatch="///", lw=0, zorder=0)
-                ax.text(x, 0.015, "discarded", transform=top, ha="center", va="bottom", fontsize=8,
-                        color="0.4", style="italic",
-                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
-            if x > 0:
-                ax.axvline(x - 0.5, color="0.82", lw=0.8, zorder=0)
 
         low, high = math.inf, -math.inf
         members = groups[unit]
@@ -141,6 +129,7 @@ def plot_report(report: Mapping[str, Any], path: Path | str) -> Path:
         elif row["status"] not in ("done", "regressed") or row["discarded"]:
             tick.set_color("0.55")
             tick.set_fontstyle("italic")
+    fig.align_ylabels(axes)
     status = report.get("status") or "unknown"
     fig.suptitle(
         f"{report['run_name']}: benchmarks through the cascade  ·  {status}, {format_duration(report.get('wall_s'))}",
@@ -150,3 +139,64 @@ def plot_report(report: Mapping[str, Any], path: Path | str) -> Path:
     path = Path(path)
     write_file(path, lambda handle: fig.savefig(handle, format="png"), binary=True)
     return path
+
+
+def _stage_columns(ax: Any, rows: list[Mapping[str, Any]], color: Mapping[str, str], *, labels: bool) -> None:
+    """Each stage's column shaded in its domain's colour (named on the top panel), discarded ones hatched."""
+    from matplotlib.transforms import blended_transform_factory
+
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    for x, row in enumerate(rows):
+        if row.get("domain"):
+            ax.axvspan(x - 0.5, x + 0.5, color=color[row["domain"]], alpha=0.09, lw=0, zorder=0)
+            if labels:
+                ax.text(x, 0.985, row["domain"], transform=top, ha="center", va="top", fontsize=8.5,
+                        color=color[row["domain"]], fontweight="bold",
+                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 1})  # fmt: skip
+        if row["discarded"]:
+            ax.axvspan(x - 0.5, x + 0.5, facecolor="none", edgecolor="0.75", hatch="///", lw=0, zorder=0)
+            ax.text(x, 0.015, "discarded", transform=top, ha="center", va="bottom", fontsize=8,
+                    color="0.4", style="italic",
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
+        if x > 0:
+            ax.axvline(x - 0.5, color="0.82", lw=0.8, zorder=0)
+
+
+_MODE_STYLE = {
+    "pass@1": ("-", "o", None),
+    "majority": ("--", "s", "0.3"),
+    "genselect": ("-.", "D", "#b8860b"),
+}
+
+
+def _heavy_band(ax: Any, rows: list[Mapping[str, Any]], name: str, info: Mapping[str, Any], c: str) -> None:
+    """One benchmark's heavy modes through the stages: pass@1, majority and genselect as lines inside
+    the band from pass@1 up to the oracle pass@n (what a perfect selector would reach)."""
+    modes, n = list(info["modes"]), samples_of(info["modes"])
+    oracle = f"pass@{n}" if n else None
+
+    def series(mode: str) -> tuple[list[int], list[float]]:
+        points = [
+            (x, 100.0 * score)
+            for x, row in enumerate(rows)
+            if (score := (((row.get("modes") or {}).get(name) or {}).get(mode) or {}).get("score"))
+            is not None
+        ]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    if oracle in modes and "pass@1" in modes:
+        (x1, low), (x2, high) = series("pass@1"), series(oracle)
+        shared = sorted(set(x1) & set(x2))
+        ax.fill_between(shared, [low[x1.index(x)] for x in shared], [high[x2.index(x)] for x in shared],
+                        color=c, alpha=0.13, lw=0, label=f"pass@1 … {mode_label(oracle, n)}")  # fmt: skip
+        ax.plot(*series(oracle), color=c, lw=1.2, ls=":", marker="^", ms=5, label=mode_label(oracle, n))
+    for mode in [m for m in modes if m in _MODE_STYLE]:
+        linestyle, marker, mode_color = _MODE_STYLE[mode]
+        ax.plot(*series(mode), color=mode_color or c, lw=1.8, ls=linestyle, marker=marker, ms=5,
+                label=mode_label(mode, n))  # fmt: skip
+    ax.set_ylabel(f"{name}\nheavy mode (%)")
+    ax.grid(axis="y", color="0.9", lw=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.gates import TEST_LABELS, GateResult, compare_records, format_p_value, prompt_scores
-from pipeline.gates.compare import finite
+from pipeline.gates.compare import PASS_AT_1, finite, metric_view
 from pipeline.run_state import RunState, Scores
 from pipeline.rundir import BASE, RunDir
 
@@ -132,14 +132,17 @@ class _Evals:
 
 
 def _slim(record: Mapping[str, Any]) -> dict[str, Any]:
-    """An eval record without completions: the fields the report and the paired tests read."""
-    samples = record.get("samples") or []
-    spp = record.get("samples_per_prompt")
+    """An eval record without completions: the fields the report and the paired tests read, on the
+    benchmark's primary metric (the one its score and the gate are on)."""
+    view = metric_view(record)
+    samples = view.get("samples") or []
+    spp = view.get("samples_per_prompt")
     if spp is None and samples:
         spp = max(len(s.get("correct") or s.get("scores") or [None]) for s in samples)
-    slim = {key: record.get(key) for key in ("domain", "metric", "score", "stderr", "n")}
+    slim = {key: view.get(key) for key in ("domain", "metric", "score", "stderr")}
+    slim["n"] = record.get("n")
     slim["samples_per_prompt"] = spp
-    slim["samples"] = [{"id": i, "score": v} for i, v in prompt_scores(record).items()]
+    slim["samples"] = [{"id": i, "score": v} for i, v in prompt_scores(view).items()]
     return slim
 
 
@@ -167,6 +170,10 @@ def build_report(run_dir: Path | str, *, alpha: float = DEFAULT_ALPHA, seed: int
             benchmarks[name]["metric"] = benchmarks[name]["metric"] or value.metric
             if value.isolation:  # the latest evaluation's code sandbox
                 benchmarks[name]["isolation"] = value.isolation
+            if value.primary and value.primary != PASS_AT_1:  # the metric its score (and the gate) is on
+                benchmarks[name]["primary"] = value.primary
+            if value.modes:  # heavy modes: pass@1, majority, genselect, the oracle pass@n
+                benchmarks[name]["modes"] = mode_order([*benchmarks[name].get("modes", []), *value.modes])
     for raw in ledger_rows:  # the base eval holds every benchmark; later files only while a field is missing
         if all(info["domain"] and info["metric"] for info in benchmarks.values()):
             break
@@ -187,6 +194,12 @@ def build_report(run_dir: Path | str, *, alpha: float = DEFAULT_ALPHA, seed: int
             "scores": {name: finite(value.score) for name, value in raw.scores.items()},
             "stderr": {name: finite(value.stderr) for name, value in raw.scores.items()},
             "n": {name: value.n for name, value in raw.scores.items()},
+            # every mode's score and cost, for benchmarks evaluated in heavy mode
+            "modes": {
+                name: {mode: m.to_json() for mode, m in value.modes.items()}
+                for name, value in raw.scores.items()
+                if value.modes
+            },
             "delta": {},
             "p_value": {},
             "change": {},
@@ -236,6 +249,17 @@ def build_report(run_dir: Path | str, *, alpha: float = DEFAULT_ALPHA, seed: int
         "stages": rows,
         "flags": [{"stage": row["name"], "message": flag} for row in rows for flag in row["flags"]],
     }
+
+
+def mode_order(modes: Sequence[str]) -> list[str]:
+    """Modes without repeats, as the report shows them: pass@1, majority, genselect, then pass@k by k."""
+    rank = {PASS_AT_1: (0, 0), "majority": (1, 0), "genselect": (2, 0)}
+
+    def key(mode: str) -> tuple[int, int]:
+        k = mode.removeprefix("pass@")
+        return rank.get(mode) or ((3, int(k)) if k.isdigit() else (4, 0))
+
+    return sorted(dict.fromkeys(modes), key=key)
 
 
 def _changes(
@@ -339,12 +363,14 @@ def _level(x: float | None, check: Any) -> str:
 def report_table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows of the report table for ``wandb.Table`` (scores as fractions, None when absent)."""
     names = list(report["benchmarks"])
+    heavy = [(name, mode) for name in names for mode in report["benchmarks"][name].get("modes", [])]
     columns = ["stage", "kind", "domain", "status", "gate", "wall_s"]
-    columns += names + [f"{name}_stderr" for name in names]
+    columns += names + [f"{name}_stderr" for name in names] + [f"{name}_{mode}" for name, mode in heavy]
     rows = [
         [row["name"], row.get("kind"), row.get("domain"), row["status"], row.get("gate"), row.get("wall_s")]
         + [row["scores"].get(name) for name in names]
         + [row["stderr"].get(name) for name in names]
+        + [((row.get("modes") or {}).get(name, {}).get(mode) or {}).get("score") for name, mode in heavy]
         for row in report["stages"]
     ]
     return columns, rows
