@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pipeline.models import is_hub_id, is_model_ref
-from pipeline.schema import ConfigError, closest, from_dict, to_dict
+from pipeline.schema import ConfigError, closest, from_dict, set_fields, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -769,13 +769,17 @@ _VOLATILE_TRAIN_KEYS = ("save_steps", "save_total_limit", "keep_checkpoints", "l
 
 
 def stage_hashes(recipe: Recipe) -> dict[str, str]:
-    """A hash per stage covering its config, the starting model, the seed and every earlier stage."""
+    """A hash per stage covering its config, the starting model, the seed and every earlier stage.
+
+    Only the values a recipe sets away from their defaults count (``set_fields``): a key added to the
+    schema later leaves the hashes of existing runs as they were.
+    """
     previous = _digest(
-        {"model": to_dict(recipe.model), "seed": recipe.run.seed, "precision": recipe.run.precision}
+        {"model": set_fields(recipe.model), "seed": recipe.run.seed, "precision": recipe.run.precision}
     )
     out = {}
     for name, stage in recipe.stages.items():
-        cfg = to_dict(stage)
+        cfg = set_fields(stage)
         for k in _VOLATILE_TRAIN_KEYS:
             cfg.get("train", {}).pop(k, None)
         previous = _digest({"name": name, "stage": cfg, "previous": previous})

@@ -133,6 +133,31 @@ def from_dict(cls: type, data: Any, key: str = "") -> Any:
     return obj
 
 
+def set_fields(obj: Any) -> Any:
+    """Like :func:`to_dict`, without the fields that hold their default value.
+
+    What a stage's hash covers: a key a later version adds (at its default) leaves the hash of a
+    recipe that does not use it unchanged, so upgrading Cascade does not retrain finished stages.
+    """
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in dataclasses.fields(obj):
+            if not f.init:
+                continue
+            value = getattr(obj, f.name)
+            if f.default is not dataclasses.MISSING and value == f.default:
+                continue
+            if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
+                continue
+            out[f.name] = set_fields(value)
+        return out
+    if isinstance(obj, dict):
+        return {k: set_fields(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [set_fields(v) for v in obj]
+    return obj
+
+
 def to_dict(obj: Any) -> Any:
     """A dataclass tree as plain dicts and lists (for YAML, hashing and logging)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -203,6 +203,15 @@ def test_hashes_chain_through_stages(recipe_dir: Path) -> None:
     assert a == c  # checkpointing frequency does not change what a stage produces
 
 
+def test_hashes_cover_only_values_set_away_from_defaults(recipe_dir: Path) -> None:
+    """A key written at its default (as a key a later version adds is) leaves every hash unchanged."""
+    a = stage_hashes(load_recipe("mini"))
+    same = stage_hashes(load_recipe("mini", ["stages.sft1.train.weight_decay=0.0", "model.dtype=auto"]))
+    other = stage_hashes(load_recipe("mini", ["stages.sft1.train.weight_decay=0.1"]))
+    assert same == a
+    assert other["sft1"] != a["sft1"]
+
+
 def test_recipes_dir_is_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     assert recipes_dir() == ROOT / "recipes"
