@@ -22,6 +22,7 @@ from pipeline.atomic import write_json
 from pipeline.config import BenchmarkConfig, Recipe
 from pipeline.data.sources import is_prompt, load_rows
 from pipeline.distributed import process_state
+from pipeline.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def _reward_fn(bench: BenchmarkConfig, judges: dict[str, str]) -> Any:
     return build_reward(bench.scorer.reward, args)
 
 
-class UnscoredError(RuntimeError):
+class UnscoredError(ConfigError):
     """A benchmark whose scorer could not score enough of its samples: its score would be a silent zero."""
 
 
@@ -187,7 +188,7 @@ def run_benchmark(
     mine = batches[state.process_index :: state.num_processes]
     results: list[tuple[int, list[str]]] = []
     tokens = 0
-    bar = tqdm(mine, desc=f"eval {name}", disable=not state.is_main_process, leave=False)
+    bar = tqdm(mine, desc=f"eval {name}", disable=None if state.is_main_process else True, leave=False)
     for b_index, batch in zip(
         range(state.process_index, len(batches), state.num_processes), bar, strict=True
     ):

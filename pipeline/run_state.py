@@ -35,6 +35,7 @@ class Status(StrEnum):
     FAILED = "failed"
     REGRESSED = "regressed"  # stopped by the gate; the checkpoint is kept for inspection
     STALE = "stale"
+    INTERRUPTED = "interrupted"  # stopped by a signal (Ctrl-C, SIGTERM); the same command resumes it
 
 
 FINISHED = (Status.DONE, Status.REGRESSED)  # a stage whose checkpoint exists and need not be trained again
@@ -127,8 +128,9 @@ def read_gate(value: Any) -> GateResult | None:
 
 @dataclass
 class Session(_Json):
-    """One launch of the run: ``wall_s`` is brought up to date by every ledger write, so a killed
-    session counts up to its last write; ``ended`` and ``exit`` are set when it ends normally."""
+    """One launch of the run: ``wall_s`` is brought up to date by a heartbeat every few seconds (and by
+    every ledger write), so a killed session counts up to a few seconds before its end; ``ended`` and
+    ``exit`` (the launch's exit code) are set when it ends in any way but a kill."""
 
     started: str | None = None
     processes: int | None = None
@@ -222,6 +224,7 @@ class RunState(_Json):
     created: str | None = None
     updated: str | None = None
     status: str = Status.RUNNING
+    error: str | None = None  # why the last launch ended badly: the sentence it printed last
     wall_s: float | None = None  # the sum of the sessions' wall_s
     sessions: list[Session] = field(default_factory=list)
     base: BaseEntry = field(default_factory=BaseEntry)

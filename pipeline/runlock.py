@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import socket
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,7 +25,6 @@ class RunLock:
     def acquire(self) -> str | None:
         """Take the lock: None when this process holds it now, otherwise who holds it."""
         import fcntl
-        import socket
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the run
@@ -42,7 +43,7 @@ class RunLock:
             return None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")  # read by holder_gone
         handle.flush()
         self._file = handle
         return None
@@ -51,3 +52,27 @@ class RunLock:
         if self._file is not None:
             self._file.close()  # closing the descriptor drops the lock
             self._file = None
+
+
+def holder_gone(path: Path) -> bool:
+    """Whether the launch the lock file names has ended, as far as this machine can tell.
+
+    True only when it ran on this host and its process no longer exists (``kill -9``, a crash of the
+    machine's OOM killer): a ledger that still says ``running`` then describes an interrupted run. A
+    launch on another host, or a lock file that names none, is given the benefit of the doubt. The lock
+    is not probed with ``flock``: taking it even for an instant could refuse a launch starting then.
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return False
+    found = re.match(r"pid (\d+) on (\S+)", text.strip())
+    if found is None or found.group(2) != socket.gethostname():
+        return False
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False

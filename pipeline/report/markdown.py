@@ -35,7 +35,7 @@ def _cell(row: Mapping[str, Any], name: str, unit: str) -> str:
 
 
 def _gate_cell(row: Mapping[str, Any]) -> str:
-    if row["status"] in ("pending", "running", "failed", "stale"):
+    if row["status"] in ("pending", "running", "failed", "stale", "interrupted"):
         return row["status"]
     if row["gate"] is None:
         return "—"
@@ -56,6 +56,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"Recipe `{report.get('recipe') or '—'}` · status **{report.get('status') or 'unknown'}** · "
         f"total time {format_duration(report.get('wall_s'))}"
         + (f" · updated {report['updated']}" if report.get("updated") else ""),
+        *(["", f"**The last launch ended:** {report['error']}"] if report.get("error") else []),
         "",
         "![Benchmarks through the cascade](report.png)",
         "",
