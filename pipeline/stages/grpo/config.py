@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from pipeline.config import StageConfig, check_reward_args
-from pipeline.schema import ConfigError, closest
+from pipeline.schema import NON_NEGATIVE, POSITIVE, ConfigError, Range, closest
 
 LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 # Rewards whose total reaches 1.0 exactly when the answer is right: accuracy and "solved" make sense.
@@ -118,6 +118,8 @@ class Config(StageConfig):
     epoch_filter: EpochFilterConfig = field(default_factory=EpochFilterConfig)
     phases: list[PhaseConfig] = field(default_factory=list)
     log_completions: bool = False
+
+    RANGES: ClassVar[dict[str, Range]] = {"top_k": NON_NEGATIVE, "epsilon_high": POSITIVE, "entropy_coef": NON_NEGATIVE}
 
     def validate(self, key: str) -> None:
         super().validate(key)
