@@ -146,10 +146,17 @@ def _os_error(exc: BaseException) -> OSError | None:
 
 
 def checkpoint_bytes(run_dir: Path) -> int:
-    """The size of the largest checkpoint the run has written (trainer checkpoints hold optimizer states):
-    what the next save will need about as much of. 0 when there is none yet."""
-    candidates = [run_dir / "base", *run_dir.glob("stages/*/final"), *run_dir.glob("stages/*/checkpoints/*")]
-    return max((_folder_bytes(path) for path in candidates if path.is_dir()), default=0)
+    """About what the next save of this run needs: its largest trainer checkpoint so far, or, before it has
+    one, three times its largest model folder (a trainer checkpoint holds the weights and the optimizer's
+    two moments). 0 when the run has written nothing yet."""
+    trainer = [*run_dir.glob("stages/*/checkpoints/checkpoint-*")]
+    models = [run_dir / "base", *run_dir.glob("stages/*/final")]
+    largest_trainer = max((_folder_bytes(p) for p in trainer if p.is_dir()), default=0)
+    largest_model = max((_folder_bytes(p) for p in models if p.is_dir()), default=0)
+    return max(largest_trainer, ADAM_FACTOR * largest_model)
+
+
+ADAM_FACTOR = 3  # weights + Adam's first and second moments, each the size of the weights
 
 
 def _folder_bytes(folder: Path) -> int:
