@@ -20,7 +20,7 @@ from pipeline.schema import ConfigError, closest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Folders under recipes/ that hold launcher configs, not recipes.
-NON_RECIPE_DIRS = {"deepspeed", "accelerate"}
+NON_RECIPE_DIRS = {"deepspeed"}
 OVERRIDE_FORMS = "key=value, +key=value, ++key=value or ~key"
 
 
