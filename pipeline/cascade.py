@@ -408,8 +408,7 @@ class Cascade:
         except Exception as exc:  # the ledger says it all; a table is a convenience
             log.warning("the closing table could not be drawn: %s", exc)
             return
-        for line in table.splitlines():
-            say.info("%s", line)
+        say.info("%s", table)  # one record: with -v the table gets one time stamp, not one per row
         if not ending.ok:  # a finished run's last sentence names the report itself
             say.info("report: %s", self.run_dir.report_md)
 

@@ -329,3 +329,16 @@ def test_under_accelerate_launch_q_the_sentence_is_the_last_line(tmp_path: Path)
     loud = accelerate(tmp_path, "stages.sft1.train.max_steps=-5", quiet=False)
     lines = loud.stderr.strip().splitlines()
     assert sentence in lines and "non-zero exit status 2" in lines[-1]
+
+
+def test_yaml_syntax_in_a_default_is_located_in_that_file(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("run:\n  name: [x\n")
+    (tmp_path / "top.yaml").write_text("defaults: [base, _self_]\nmodel: {name_or_path: builtin:tiny}\n")
+    from pipeline.config import load_recipe
+
+    with pytest.raises(ConfigError) as caught:
+        load_recipe(str(tmp_path / "top.yaml"))
+    assert str(caught.value) == (
+        f"recipe 'top' is not valid YAML: {tmp_path / 'base.yaml'}:3:1: expected ',' or ']', "
+        "but got '<stream end>'"
+    )
