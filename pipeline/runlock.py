@@ -69,10 +69,19 @@ def holder_gone(path: Path) -> bool:
     found = re.match(r"pid (\d+) on (\S+)", text.strip())
     if found is None or found.group(2) != socket.gethostname():
         return False
+    return not _alive(int(found.group(1)))
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed and not yet reaped by its new parent, does not)."""
     try:
-        os.kill(int(found.group(1)), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
         return False
-    return False
+    except PermissionError:  # another user's process
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -346,3 +347,27 @@ def test_run_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) -> No
         os.umask(old)
     for name in ("ledger.json", "report.md"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_a_lock_whose_holder_is_gone_or_a_zombie(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from pipeline.runlock import holder_gone
+
+    lock = tmp_path / ".lock"
+    host = socket.gethostname()
+    lock.write_text(f"pid {os.getpid()} on {host}\n")
+    assert holder_gone(lock) is False  # this process: alive
+    lock.write_text(f"pid {os.getpid()} on another-host\n")
+    assert holder_gone(lock) is False  # another machine: given the benefit of the doubt
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        pass  # exited, not yet reaped: what a killed launch whose parent died leaves in a container
+    lock.write_text(f"pid {zombie.pid} on {host}\n")
+    assert holder_gone(lock) is True
+    zombie.wait()
+    assert holder_gone(lock) is True  # reaped: no such process
+    lock.write_text("")
+    assert holder_gone(lock) is False
