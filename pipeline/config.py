@@ -36,7 +36,8 @@ from pipeline.schema import (
 log = logging.getLogger(__name__)
 
 LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".jsonl.gz", ".json.gz")
-MIN_BUILTIN_VOCAB = 261  # the builtin tokenizer's 256 bytes and 5 special tokens: less would be silently raised
+# the builtin tokenizer's 256 bytes and 5 special tokens: a smaller vocabulary would be silently raised
+MIN_BUILTIN_VOCAB = 261
 PromptMode = Literal["think", "no_think", "mixed", "none"]  # none: no /think or /no_think markers
 
 

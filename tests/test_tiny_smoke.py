@@ -22,7 +22,9 @@ def test_tiny_smoke_runs_every_stage(tmp_path: Path) -> None:
     # the console reads like a report (docs/console.md): it printed ~230 lines before, dicts and warnings
     lines = proc.stderr.strip().splitlines()
     assert len(lines) <= 40, proc.stderr
-    assert lines[-1].startswith("done in ") and lines[-1].endswith(f"the report is {run / 'report.md'}"), lines[-1]
+    assert lines[-1].startswith("done in ") and lines[-1].endswith(f"the report is {run / 'report.md'}"), (
+        lines[-1]
+    )
     assert sum(line.startswith("[") and " done in " in line for line in lines) == len(STAGES)
     for noise in ("Traceback", "{'loss'", "FutureWarning", "Writing model shards", "WARNING"):
         assert noise not in proc.stderr + proc.stdout, noise

@@ -119,7 +119,11 @@ class Config(StageConfig):
     phases: list[PhaseConfig] = field(default_factory=list)
     log_completions: bool = False
 
-    RANGES: ClassVar[dict[str, Range]] = {"top_k": NON_NEGATIVE, "epsilon_high": POSITIVE, "entropy_coef": NON_NEGATIVE}
+    RANGES: ClassVar[dict[str, Range]] = {
+        "top_k": NON_NEGATIVE,
+        "epsilon_high": POSITIVE,
+        "entropy_coef": NON_NEGATIVE,
+    }
 
     def validate(self, key: str) -> None:
         super().validate(key)
