@@ -18,6 +18,7 @@ not a console command). A launch ends with one sentence, last on the console, an
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import tempfile
 import traceback
@@ -106,14 +107,23 @@ def _command(
         args = parse_args(argv, extra_keys)
         console = consoles.setup(consoles.verbosity(args.verbose))
     except ConfigError as exc:
-        return _end(consoles.setup(0), Ending(ExitCode.CONFIG, Status.FAILED, str(exc)))
-    raise_on_sigterm()
+        console = consoles.setup(0)
+        try:
+            return _end(console, Ending(ExitCode.CONFIG, Status.FAILED, str(exc)))
+        finally:
+            console.close()
+    previous_sigterm = raise_on_sigterm()
     try:
         with console.around_bars():
             ending = body(args, console)
     except BaseException as exc:  # a mistake of Cascade's own before the run had a log file
         ending = ending_for(exc, where=where, run_dir=None, log_file=_crash_log(exc))
-    return _end(console, ending)
+    try:
+        return _end(console, ending)
+    finally:  # a command called in this process (a test, a notebook) leaves logging and signals as they were
+        console.close()
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 def _launch(args: LaunchArgs, console: consoles.Console) -> Ending | None:

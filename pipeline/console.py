@@ -157,6 +157,7 @@ class Console:
     once: _Once
     buffer: logging.handlers.MemoryHandler | None = None
     log_file: Path | None = None
+    previous: tuple[list[logging.Handler], int] = ([], logging.WARNING)  # the root logger before setup
 
     @property
     def main(self) -> bool:
@@ -207,6 +208,24 @@ class Console:
             handler.flush()
         sys.stderr.flush()
 
+    def close(self) -> None:
+        """Give the root logger back as :func:`setup` found it, to a caller that had set it up (a test).
+
+        A process of its own (the command line) had none: it keeps Cascade's handlers until it exits, so
+        that what libraries log at exit is filtered like the rest instead of printed after the last line.
+        """
+        root = logging.getLogger()
+        handlers, level = self.previous
+        if not handlers:
+            return
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging.captureWarnings(False)
+        self.buffer = None
+
     @contextlib.contextmanager
     def around_bars(self) -> Iterator[None]:
         """Log lines written above progress bars, never inside one."""
@@ -229,6 +248,7 @@ def setup(level: int = 0, rank: int | None = None, world: int | None = None) -> 
     world = int(os.environ.get("WORLD_SIZE", "1")) if world is None else world
     prefix = f"[rank {rank}] " if world > 1 else ""
     root = logging.getLogger()
+    previous = (list(root.handlers), root.level)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.setLevel(logging.DEBUG if level >= 2 else logging.INFO)
@@ -248,7 +268,7 @@ def setup(level: int = 0, rank: int | None = None, world: int | None = None) -> 
             library.addFilter(_Divert())
     for noisy in ("httpx", "urllib3", "filelock", "torch.distributed", "accelerate.utils.other"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return Console(level=level, rank=rank, handler=console, once=once, buffer=buffer)
+    return Console(level=level, rank=rank, handler=console, once=once, buffer=buffer, previous=previous)
 
 
 # --------------------------------------------------------------------------------------------------

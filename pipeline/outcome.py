@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from pipeline.run_state import Status
 from pipeline.schema import ConfigError
@@ -69,19 +70,20 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-def raise_on_sigterm() -> None:
-    """Turn SIGTERM (``kill``, Slurm's time limit, torchrun stopping its workers) into :class:`Interrupted`.
+def raise_on_sigterm() -> Any:
+    """Turn SIGTERM (``kill``, Slurm's time limit, torchrun stopping its workers) into :class:`Interrupted`;
+    returns the handler it replaced.
 
     Without this the process dies at once, the ledger keeps ``running`` and the session its last time.
     Only the main thread may set a handler; elsewhere (a test calling ``main`` from a thread) it is a no-op.
     """
     if threading.current_thread() is not threading.main_thread():
-        return
+        return None
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise Interrupted(signum)
 
-    signal.signal(signal.SIGTERM, handler)
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def finished(run_dir: Path, wall_s: float) -> Ending:

@@ -179,19 +179,13 @@ def test_a_stage_that_crashes_is_named_and_its_traceback_is_in_the_log(tmp_path:
 
 @pytest.fixture
 def in_process(monkeypatch: pytest.MonkeyPatch):
-    """``pipeline.cli.main`` in this process, with the logging and SIGTERM handler it sets put back after."""
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    sigterm = signal.getsignal(signal.SIGTERM)
+    """``pipeline.cli.main`` in this process; it gives logging and the SIGTERM handler back when it returns."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
+    sigterm = signal.getsignal(signal.SIGTERM)
     from pipeline.cli import main
 
     yield main
-    signal.signal(signal.SIGTERM, sigterm)
-    root.handlers[:], root.level = handlers, level
-    logging.captureWarnings(False)
+    assert signal.getsignal(signal.SIGTERM) is sigterm
 
 
 def test_bad_data_found_during_a_stage_is_recorded_as_failed(
