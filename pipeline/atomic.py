@@ -19,7 +19,31 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-READABLE = 0o644  # mkstemp creates 0600; run files are meant to be read by others (dashboards, colleagues)
+
+def file_mode() -> int:
+    """The mode ``open()`` would give a new file: ``0o666`` less the process umask.
+
+    ``mkstemp`` creates its file ``0600``; run files are meant to be read by the group that shares a
+    runs directory (dashboards, colleagues), as the user's umask says. The umask is read from
+    ``/proc/self/status`` where there is one, because the only portable way to read it (set it and set it
+    back) would, for that instant, change the mode of files other threads create.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o666 & ~_UMASK_AT_IMPORT
+
+
+def _umask_at_import() -> int:
+    mask = os.umask(0o022)  # at import, before any thread of Cascade's exists
+    os.umask(mask)
+    return mask
+
+
+_UMASK_AT_IMPORT = _umask_at_import()
 
 
 def write_file(path: Path | str, write: Callable[[IO[Any]], Any], *, binary: bool = False) -> None:
@@ -33,7 +57,7 @@ def write_file(path: Path | str, write: Callable[[IO[Any]], Any], *, binary: boo
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, READABLE)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -26,7 +26,7 @@ from pipeline.schema import ConfigError, closest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Folders under recipes/ that hold launcher configs, not recipes.
-NON_RECIPE_DIRS = {"deepspeed", "accelerate"}
+NON_RECIPE_DIRS = {"deepspeed"}
 OVERRIDE_FORMS = "key=value, +key=value, ++key=value or ~key"
 
 
@@ -123,13 +123,44 @@ def compose(path: Path, overrides: list[str]) -> dict[str, Any]:
         reason = _first_line(getattr(exc, "msg", None) or str(exc))
         raise ConfigError(f"key '{key}' of recipe '{name}' cannot be resolved: {reason}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe '{name}' is not valid YAML: {_first_line(str(exc))}") from None
+        where = yaml_error_location(path) or f"{path}: {_first_line(str(exc))}"
+        raise ConfigError(f"recipe '{name}' is not valid YAML: {where}") from None
     except HydraException as exc:
         raise ConfigError(f"recipe '{name}' could not be composed: {_first_line(str(exc))}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"recipe '{name}' must be a mapping of keys, got {type(data).__name__}")
     data.pop("defaults", None)
     return data
+
+
+def yaml_error_location(path: Path) -> str | None:
+    """``file:line:column: problem`` of the first file of a recipe that is not valid YAML (the recipe, then
+    the files its ``defaults:`` name, depth first), or None when they all parse.
+
+    Hydra reads the files itself and its YAML errors carry no file name, so the files are parsed again
+    here, which only happens after composition failed.
+    """
+    import yaml
+
+    config_dir, seen, todo = path.parent, set(), [path]
+    while todo:
+        file = todo.pop(0)
+        if file in seen or not file.is_file():
+            continue
+        seen.add(file)
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
+            return f"{where}: {getattr(exc, 'problem', None) or _first_line(str(exc))}"
+        defaults = data.get("defaults", []) if isinstance(data, dict) else []
+        for item in defaults if isinstance(defaults, list) else []:
+            if isinstance(item, str) and item != "_self_":
+                todo.append(config_dir / f"{item.lstrip('/')}.yaml")
+            elif isinstance(item, dict):
+                todo += [config_dir / str(group) / f"{option}.yaml" for group, option in item.items()]
+    return None
 
 
 def _first_line(text: str | None) -> str:

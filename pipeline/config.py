@@ -20,7 +20,20 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pipeline.models import is_hub_id, is_model_ref
-from pipeline.schema import ConfigError, closest, from_dict, set_fields, to_dict
+from pipeline.schema import (
+    FINITE,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    ConfigError,
+    Range,
+    at_least,
+    closest,
+    from_dict,
+    set_fields,
+    to_dict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +51,8 @@ def environment_problem(message: str) -> None:
 
 
 LOCAL_DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".jsonl.gz", ".json.gz")
+# the builtin tokenizer's 256 bytes and 5 special tokens: a smaller vocabulary would be silently raised
+MIN_BUILTIN_VOCAB = 261
 PromptMode = Literal["think", "no_think", "mixed", "none"]  # none: no /think or /no_think markers
 
 
@@ -58,6 +73,8 @@ class RunConfig:
 
             parse_duration(self.deadline, f"{key}.deadline")
 
+    RANGES: ClassVar[dict[str, Range]] = {"seed": SEED}
+
 
 @dataclass
 class TrackingConfig:
@@ -75,6 +92,12 @@ class LoraConfig:
     dropout: float = 0.05
     target_modules: list[str] | str = "all-linear"
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "r": POSITIVE,
+        "alpha": POSITIVE,
+        "dropout": Range(0, 1, high_open=True),
+    }
+
 
 @dataclass
 class BuiltinModelConfig:
@@ -88,6 +111,25 @@ class BuiltinModelConfig:
     intermediate_size: int = 768
     max_position_embeddings: int = 1024
     tokenizer_corpus_rows: int = 400  # rows per synthetic task used to train the BPE tokenizer
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "vocab_size": at_least(MIN_BUILTIN_VOCAB),
+        **dict.fromkeys(
+            ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
+             "max_position_embeddings", "tokenizer_corpus_rows"),
+            POSITIVE,
+        ),
+    }  # fmt: skip
+
+    def validate(self, key: str) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"key '{key}.hidden_size' ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})"
+            )
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError(
+                f"key '{key}.num_heads' ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
+            )
 
 
 @dataclass
@@ -170,6 +212,8 @@ class DataSource:
     preset: str | None = None  # a dataset preset (pipeline/data/presets): hub defaults + a row adapter
     max_dropped: float = 0.01  # share of unusable rows tolerated (dropped and counted) before loading fails
 
+    RANGES: ClassVar[dict[str, Range]] = {"size": POSITIVE, "weight": POSITIVE, "max_dropped": FRACTION}
+
     def validate(self, key: str) -> None:
         if self.preset is not None:
             self._apply_preset(key)
@@ -179,8 +223,6 @@ class DataSource:
             )
         if self.split is None:
             self.split = "train"
-        if not 0.0 <= self.max_dropped <= 1.0:
-            raise ConfigError(f"key '{key}.max_dropped' must be in [0, 1], got {self.max_dropped}")
         if self.source.startswith("builtin:"):
             from pipeline.data.synthetic import TASKS
 
@@ -194,10 +236,6 @@ class DataSource:
                 raise ConfigError(f"key '{key}.size' is required for builtin source '{self.source}'")
         elif _looks_local(self.source) and not Path(self.source).expanduser().exists():
             raise ConfigError(f"key '{key}.source' points to '{self.source}', which does not exist")
-        if self.size is not None and self.size <= 0:
-            raise ConfigError(f"key '{key}.size' must be positive, got {self.size}")
-        if self.weight <= 0:
-            raise ConfigError(f"key '{key}.weight' must be positive, got {self.weight}")
 
     def known_columns(self) -> frozenset[str] | None:
         """The stage columns this source's rows will have, when the recipe shows them; else None.
@@ -279,14 +317,22 @@ class TrainConfig:
     deepspeed: str | None = None  # path to a DeepSpeed JSON config
     extra: dict[str, Any] = field(default_factory=dict)  # passed as-is to the TRL config (its fields only)
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "max_steps": Range(0, low_open=True, special=(-1, "epochs")),
+        "epochs": NON_NEGATIVE,
+        "learning_rate": NON_NEGATIVE,
+        "warmup_ratio": FRACTION,
+        "weight_decay": NON_NEGATIVE,
+        "max_grad_norm": NON_NEGATIVE,
+        **dict.fromkeys(
+            ("batch_size", "grad_accum", "max_length", "save_steps", "save_total_limit", "logging_steps"),
+            POSITIVE,
+        ),
+    }
+
     def validate(self, key: str) -> None:
-        for name in ("batch_size", "grad_accum", "save_steps", "save_total_limit", "logging_steps"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"key '{key}.{name}' must be positive, got {getattr(self, name)}")
-        if self.max_steps <= 0 and self.epochs <= 0:
-            raise ConfigError(f"key '{key}.max_steps' or '{key}.epochs' must be positive")
-        if self.learning_rate < 0:
-            raise ConfigError(f"key '{key}.learning_rate' must not be negative, got {self.learning_rate}")
+        if self.max_steps == -1 and self.epochs <= 0:
+            raise ConfigError(f"key '{key}.epochs' must be positive when max_steps is -1, got {self.epochs}")
         if self.deepspeed:
             if not Path(self.deepspeed).exists():
                 raise ConfigError(f"key '{key}.deepspeed' points to '{self.deepspeed}', which does not exist")
@@ -350,11 +396,11 @@ class StageConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
 
+    RANGES: ClassVar[dict[str, Range]] = {"think_fraction": FRACTION}
+
     def validate(self, key: str) -> None:
         if not self.data:
             raise ConfigError(f"key '{key}.data' must list at least one data source")
-        if not 0.0 <= self.think_fraction <= 1.0:
-            raise ConfigError(f"key '{key}.think_fraction' must be in [0, 1], got {self.think_fraction}")
         if self.lora.enabled and self.train.zero_stage(f"{key}.train") == 3:
             raise ConfigError(
                 f"key '{key}.lora' cannot be used with a ZeRO-3 DeepSpeed config: merging the adapters needs "
@@ -404,6 +450,8 @@ class ScorerConfig:
     metric: Literal["accuracy", "mean_reward", "win_rate"] = "accuracy"
     judge: str | None = None  # reward-model stage name / path for chat scorers
 
+    RANGES: ClassVar[dict[str, Range]] = {"threshold": FINITE}  # any score scale: rewards may be negative
+
 
 @dataclass
 class GenerationConfig:
@@ -412,6 +460,14 @@ class GenerationConfig:
     top_p: float = 1.0
     n: int = 1  # samples per prompt → avg@n, pass@k
     batch_size: int = 32
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "max_new_tokens": POSITIVE,
+        "temperature": NON_NEGATIVE,
+        "top_p": Range(0, 1, low_open=True),
+        "n": at_least(1),
+        "batch_size": POSITIVE,
+    }
 
 
 SelectionMode = Literal["pass@k", "majority", "genselect"]
@@ -470,6 +526,8 @@ class BenchmarkConfig:
     majority: MajorityConfig = field(default_factory=MajorityConfig)
     primary: str = "pass@1"  # the metric the gate compares: pass@1, pass@<k>, majority or genselect
 
+    RANGES: ClassVar[dict[str, Range]] = {"max_unscored": FRACTION, "tolerance": NON_NEGATIVE}
+
     def validate(self, key: str) -> None:
         from rewards import registry
 
@@ -482,10 +540,6 @@ class BenchmarkConfig:
         # the judge (or an earlier stage) may still give a reward model's model_path: only names and types
         keys = (f"{key}.scorer.reward", f"{key}.scorer.args")
         check_reward_args(self.scorer.reward, self.scorer.args, keys, complete=False)
-        if self.generation.n < 1:
-            raise ConfigError(f"key '{key}.generation.n' must be at least 1, got {self.generation.n}")
-        if not 0.0 <= self.max_unscored <= 1.0:
-            raise ConfigError(f"key '{key}.max_unscored' must be in [0, 1], got {self.max_unscored}")
         self._check_selection(key)
 
     def _check_selection(self, key: str) -> None:
@@ -610,6 +664,8 @@ class EvalConfig:
     after: Literal["trained", "all"] = "trained"  # trained: benchmarks of domains trained so far (+ always)
     seed: int = 1234
 
+    RANGES: ClassVar[dict[str, Range]] = {"seed": SEED}
+
 
 @dataclass
 class GateConfig:
@@ -617,6 +673,12 @@ class GateConfig:
     tolerance: float = 0.02  # absolute drop on the [0, 1] scale that may be ignored
     alpha: float = 0.05  # significance level of the paired test
     n_resamples: int = 10000
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "tolerance": NON_NEGATIVE,
+        "alpha": Range(0, 1, low_open=True, high_open=True),
+        "n_resamples": POSITIVE,
+    }
 
 
 @dataclass

@@ -22,6 +22,7 @@ from pipeline.config import HEAVY_MODES, BenchmarkConfig, GenerationConfig, Reci
 from pipeline.data.sources import is_prompt, load_rows
 from pipeline.distributed import process_state
 from pipeline.gates.stats import pass_at_k
+from pipeline.schema import ConfigError
 from pipeline.selection.modes import mean_stderr
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def generate_sharded(
     results: list[tuple[int, list[str]]] = []
     tokens = 0
     mine = range(state.process_index, len(batches), state.num_processes)
-    for b_index in tqdm(mine, desc=desc, disable=not state.is_main_process, leave=False):
+    for b_index in tqdm(mine, desc=desc, disable=None if state.is_main_process else True, leave=False):
         batch = batches[b_index]
         completions, n_tok = generate_batch(
             engine, tokenizer, [prompts[i] for i in batch], gen, seed + b_index
@@ -115,7 +116,7 @@ def _reward_fn(bench: BenchmarkConfig, judges: dict[str, str]) -> Any:
     return build_reward(bench.scorer.reward, args)
 
 
-class UnscoredError(RuntimeError):
+class UnscoredError(ConfigError):
     """A benchmark whose scorer could not score enough of its samples: its score would be a silent zero."""
 
 

@@ -35,7 +35,10 @@ class Status(StrEnum):
     FAILED = "failed"
     REGRESSED = "regressed"  # stopped by the gate; the checkpoint is kept for inspection
     STALE = "stale"
-    INTERRUPTED = "interrupted"  # stopped early and resumable (pipeline.preemption): see its StopRecord
+    INTERRUPTED = (
+        "interrupted"  # stopped early, resumable: a signal (Ctrl-C, SIGTERM), a pre-emption warning,
+    )
+    # run.deadline (pipeline.preemption; see its StopRecord); the same command resumes it
     PAUSED = "paused"  # a run that stopped where run.until told it to
 
 
@@ -185,10 +188,11 @@ def read_stop(value: Any) -> StopRecord | None:
 
 @dataclass
 class Session(_Json):
-    """One launch of the run: ``wall_s`` is brought up to date by every ledger write, so a killed
-    session counts up to its last write; ``ended`` and ``exit`` are set when it ends normally. Under
-    Slurm it names its job and attempt (a requeued job keeps its id), and a session that stopped early
-    keeps its :class:`StopRecord` for good."""
+    """One launch of the run: ``wall_s`` is brought up to date by a heartbeat every few seconds (and by
+    every ledger write), so a killed session counts up to a few seconds before its end; ``ended`` and
+    ``exit`` (the launch's exit code) are set when it ends in any way but a kill. Under Slurm it names
+    its job and attempt (a requeued job keeps its id), and a session that stopped early keeps its
+    :class:`StopRecord` for good."""
 
     started: str | None = None
     processes: int | None = None
@@ -288,6 +292,7 @@ class RunState(_Json):
     created: str | None = None
     updated: str | None = None
     status: str = Status.RUNNING
+    error: str | None = None  # why the last launch ended badly: the sentence it printed last
     wall_s: float | None = None  # the sum of the sessions' wall_s
     sessions: list[Session] = field(default_factory=list)
     base: BaseEntry = field(default_factory=BaseEntry)

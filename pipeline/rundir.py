@@ -8,6 +8,8 @@
     runs/<name>/evals/<NN>-<stage>.json    per-benchmark scores and per-sample results (NN 00: the base)
     runs/<name>/report.md, report.png      the report (pipeline.report)
     runs/<name>/logs/                      Slurm jobs: slurm-<job>.out, slurm-<job>/attempt-<k>/node-<n>.log
+    runs/<name>/cascade.log                everything the launches logged, tracebacks included (pipeline.console);
+                                           cascade.rank<N>.log for the other processes of a launch
 
 The ledger stores paths relative to the run directory, so a run directory can be moved or copied.
 """
@@ -56,6 +58,10 @@ class RunDir:
     @property
     def report_png(self) -> Path:
         return self.root / "report.png"
+
+    def log_file(self, rank: int = 0) -> Path:
+        """The log of every launch of the run (appended), one file per process rank."""
+        return self.root / ("cascade.log" if rank == 0 else f"cascade.rank{rank}.log")
 
     def stage_dir(self, index: int, name: str) -> Path:
         return self.root / "stages" / stage_dirname(index, name)

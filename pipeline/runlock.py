@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import socket
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,7 +31,6 @@ class RunLock:
     def acquire(self) -> str | None:
         """Take the lock: None when this process holds it now, otherwise who holds it."""
         import fcntl
-        import socket
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the run
@@ -54,7 +55,9 @@ class RunLock:
             return None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}{lock_owner_suffix(os.environ)}\n")
+        handle.write(
+            f"pid {os.getpid()} on {socket.gethostname()}{lock_owner_suffix(os.environ)}\n"
+        )  # holder_gone
         handle.flush()
         self._file = handle
         return None
@@ -63,3 +66,36 @@ class RunLock:
         if self._file is not None:
             self._file.close()  # closing the descriptor drops the lock
             self._file = None
+
+
+def holder_gone(path: Path) -> bool:
+    """Whether the launch the lock file names has ended, as far as this machine can tell.
+
+    True only when it ran on this host and its process no longer exists (``kill -9``, a crash of the
+    machine's OOM killer): a ledger that still says ``running`` then describes an interrupted run. A
+    launch on another host, or a lock file that names none, is given the benefit of the doubt. The lock
+    is not probed with ``flock``: taking it even for an instant could refuse a launch starting then.
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return False
+    found = re.match(r"pid (\d+) on (\S+)", text.strip())
+    if found is None or found.group(2) != socket.gethostname():
+        return False
+    return not _alive(int(found.group(1)))
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed and not yet reaped by its new parent, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")

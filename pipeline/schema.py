@@ -4,11 +4,17 @@ OmegaConf's structured configs would check types too, but they cannot express a 
 depends on its ``kind`` (a tagged union), and their errors neither name the full key path nor suggest
 the closest valid key. This module does only that conversion: composition, interpolation and the
 override grammar stay with Hydra/OmegaConf (see ``pipeline.config``).
+
+Numbers are checked against the range their dataclass declares in ``RANGES`` (field name →
+:class:`Range`), before the class's own ``validate`` sees them; every float must be finite. A number
+without a range is a mistake the schema tests catch (``tests/test_schema_ranges.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, Union
@@ -21,6 +27,70 @@ class ConfigError(ValueError):
 
 
 closest = did_you_mean  # the recipe's errors give the same hint as the rewards' (rewards.hints)
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a number of the recipe may take: bounds (None: unbounded, ``*_open``: excluded) and
+    one special value outside them with its meaning (``max_steps`` is positive, or -1 for epochs)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    special: tuple[float, str] | None = None
+
+    def fits(self, value: float) -> bool:
+        if self.special is not None and value == self.special[0]:
+            return True
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or (self.high_open and value == self.high))
+
+    def describe(self) -> str:
+        low, high = _plain_number(self.low), _plain_number(self.high)
+        if self.low is None and self.high is None:
+            text = "a finite number"
+        elif self.high is None:
+            text = {(0, True): "positive", (0, False): "non-negative"}.get(
+                (self.low, self.low_open), f"{'above' if self.low_open else 'at least'} {low}"
+            )
+        elif self.low is None:
+            text = f"{'below' if self.high_open else 'at most'} {high}"
+        else:
+            text = f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        if self.special is not None:
+            text += f" or {_plain_number(self.special[0])} ({self.special[1]})"
+        return text
+
+
+def _plain_number(value: float | None) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+FRACTION = Range(0, 1)  # a probability, a share, a ratio: [0, 1]
+FINITE = Range()  # any number, but not nan or inf
+SEED = Range(0, 2**32 - 1)  # what numpy and torch accept as a seed
+
+
+def at_least(n: float) -> Range:
+    return Range(n)
+
+
+def check_ranges(obj: Any, key: str) -> None:
+    """Every number of dataclass ``obj`` against the ``RANGES`` its class (and its bases) declare."""
+    ranges: dict[str, Range] = {}
+    for klass in reversed(type(obj).__mro__):
+        ranges.update(vars(klass).get("RANGES", {}))
+    for name, allowed in ranges.items():
+        value = getattr(obj, name)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not allowed.fits(value):
+            path = f"{key}.{name}" if key else name
+            raise ConfigError(f"key '{path}' must be {allowed.describe()}, got {value!r}")
 
 
 def _type_name(tp: Any) -> str:
@@ -91,14 +161,17 @@ def convert(value: Any, tp: Any, key: str) -> Any:
             return int(value)
         raise ConfigError(f"key '{key}' must be an integer, got {value!r}")
     if tp is float:
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads 1e-5 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"key '{key}' must be a number, got {value!r}")
+            number = float(value)
+        elif isinstance(value, str):  # YAML reads 1e-5 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is None:
+            raise ConfigError(f"key '{key}' must be a number, got {value!r}")
+        if not math.isfinite(number):  # .nan, .inf and "nan" parse as floats; no setting means them
+            raise ConfigError(f"key '{key}' must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -127,6 +200,7 @@ def from_dict(cls: type, data: Any, key: str = "") -> Any:
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key '{path}'")
     obj = cls(**kwargs)
+    check_ranges(obj, key)
     check = getattr(obj, "validate", None)
     if callable(check):
         check(key)

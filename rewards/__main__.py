@@ -9,17 +9,22 @@ other column of the file reaches the reward under its own name (the way TRL pass
 and a ``prompt`` column also arrives as ``prompts``. The completion column defaults to ``completion``.
 ``--arg key=value`` values are read as JSON when they parse (``2``, ``true``, ``["hash"]``), else as
 strings. Each output row is the input row plus ``score`` and what the reward's preflight found (the
-code reward: ``isolation`` and ``isolation_detail``, the sandbox layer that ran the programs); a
-summary, with the isolation, goes to stdout. Exit status 2 means bad usage or input (unknown reward,
-unreadable file, missing column) or a reward that cannot run here (the code reward on a host where no
-isolating layer works, unless ``--arg isolation=none``), with one sentence saying why.
+code reward: ``isolation`` and ``isolation_detail``, the sandbox layer that ran the programs); the file
+is written whole at the end, or not at all; a summary, with the isolation, goes to stdout. Text is kept
+exactly: a row holding an unpaired UTF-16 surrogate (valid in JSON as ``"\\ud800"``, not encodable in
+UTF-8) is written with ASCII escapes. Exit status 2 means bad usage or input (unknown reward, unreadable
+file, a line that is not UTF-8 or not JSON, a missing column) or a reward that cannot run here (the code
+reward on a host where no isolating layer works, unless ``--arg isolation=none``); 1 means a
+``module:function`` reward raised; each with one sentence saying why.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -34,6 +39,10 @@ logger = logging.getLogger("rewards")
 
 class UsageError(Exception):
     """A mistake of the caller's, reported in one sentence with exit status 2."""
+
+
+class RewardFailed(Exception):
+    """The reward raised (registry rewards never do; a ``module:function`` one may): exit status 1."""
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -57,18 +66,36 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise UsageError(f"input file '{path}' does not exist")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UsageError(
+                    f"line {number} of '{path}' is not UTF-8 ({exc.reason} at byte {exc.start})"
+                ) from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except ValueError as exc:
-                raise UsageError(f"line {number} of '{path}' is not valid JSON ({exc.msg})") from None
+                raise UsageError(
+                    f"line {number} of '{path}' is not valid JSON ({getattr(exc, 'msg', exc)})"
+                ) from None
             if not isinstance(row, dict):
                 raise UsageError(f"line {number} of '{path}' is a JSON {type(row).__name__}, not an object")
             rows.append(row)
     return rows
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    """A row as one line of JSON: UTF-8 text as it is, ASCII escapes when it holds a lone surrogate."""
+    line = json.dumps(row, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(row)  # "\ud800" escapes read back to the same string
+    return line + "\n"
 
 
 def _batches(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -113,29 +140,19 @@ def score_file(
     started = time.perf_counter()
     scores: list[float | None] = []
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    with output_path.open("w", encoding="utf-8") as out:
-        for batch in _batches(rows, max(1, batch_size)):
-            kwargs: dict[str, list[Any]] = {key: [row.get(key) for row in batch] for key in present}
-            if "prompt" in present:
-                kwargs.setdefault("prompts", kwargs["prompt"])
-            for name, col in columns.items():
-                kwargs[name] = [row.get(col) for row in batch]
-            kwargs.pop(completion_column, None)
-            kwargs.pop("completions", None)
-            completions = [row.get(completion_column) for row in batch]
-            try:
-                batch_scores = list(reward(completions, **kwargs))
-            except (TypeError, ValueError) as exc:  # bad --arg values or columns, not bad completions
-                raise UsageError(f"reward '{reward_name}' rejected its arguments or columns: {exc}") from None
-            if len(batch_scores) != len(batch):
-                raise UsageError(
-                    f"reward '{reward_name}' returned {len(batch_scores)} scores for {len(batch)} rows"
-                )
-            for row, score in zip(batch, batch_scores, strict=True):
-                out.write(json.dumps({**row, "score": score, **facts}, ensure_ascii=False) + "\n")
-            scores.extend(batch_scores)
-            logger.info("scored %d/%d rows", len(scores), len(rows))
+    partial = output_path.with_name(f".{output_path.name}.partial")
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(lambda: partial.unlink(missing_ok=True))
+        with partial.open("w", encoding="utf-8") as out:
+            for batch, completions, kwargs in _calls(rows, present, columns, completion_column, batch_size):
+                batch_scores = _call(reward, reward_name, completions, kwargs, first_row=len(scores) + 1)
+                for row, score in zip(batch, batch_scores, strict=True):
+                    out.write(_json_line({**row, "score": score, **facts}))
+                scores.extend(batch_scores)
+                logger.info("scored %d/%d rows", len(scores), len(rows))
+        os.replace(partial, output_path)
     elapsed = time.perf_counter() - started
+
     counted = stats.snapshot(reset=True).values()
     present_scores = [s for s in scores if s is not None]
     return {
@@ -151,6 +168,42 @@ def score_file(
         "rows_per_s": len(scores) / elapsed if elapsed > 0 else 0.0,
         "facts": facts,
     }
+
+
+Batch = list[dict[str, Any]]
+
+
+def _calls(
+    rows: Batch, present: set[str], columns: dict[str, str], completion_column: str, batch_size: int
+) -> Iterator[tuple[Batch, list[Any], dict[str, list[Any]]]]:
+    """Each batch of rows with the completions and keyword columns the reward is called with."""
+    for batch in _batches(rows, max(1, batch_size)):
+        kwargs: dict[str, list[Any]] = {key: [row.get(key) for row in batch] for key in present}
+        if "prompt" in present:
+            kwargs.setdefault("prompts", kwargs["prompt"])
+        for name, col in columns.items():
+            kwargs[name] = [row.get(col) for row in batch]
+        kwargs.pop(completion_column, None)
+        kwargs.pop("completions", None)
+        yield batch, [row.get(completion_column) for row in batch], kwargs
+
+
+def _call(
+    reward: Any, reward_name: str, completions: list[Any], kwargs: dict[str, list[Any]], first_row: int
+) -> list[float | None]:
+    """The reward's scores of one batch; a reward that rejects its arguments or raises says so in one sentence."""
+    try:
+        scores = list(reward(completions, **kwargs))
+    except (TypeError, ValueError) as exc:  # bad --arg values or columns, not bad completions
+        raise UsageError(f"reward '{reward_name}' rejected its arguments or columns: {exc}") from None
+    except Exception as exc:
+        last = first_row + len(completions) - 1
+        raise RewardFailed(
+            f"reward '{reward_name}' raised on rows {first_row}-{last} ({type(exc).__name__}: {exc})"
+        ) from exc
+    if len(scores) != len(completions):
+        raise UsageError(f"reward '{reward_name}' returned {len(scores)} scores for {len(completions)} rows")
+    return scores
 
 
 def _list_rewards() -> str:
@@ -191,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except RewardFailed as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
     sys.stdout.write(
         f"{args.reward}: n={summary['n']:.0f} mean={summary['mean']:.4f} "
         f"ones={summary['ones']:.0f} zeros={summary['zeros']:.0f} none={summary['none']:.0f} "

@@ -10,6 +10,10 @@ A reward model judges the answer the user sees: the text after the last ``</thin
 completion when thinking never closed (Nemotron-Cascade's rule, :func:`rewards.common.response_for_judging`),
 so that an endless "thought" is judged on what it says rather than given a free pass.
 
+Like every reward, these never raise for what a completion, a prompt or a column holds: text with unpaired
+UTF-16 surrogates (which the tokenizers' Rust core refuses) reaches the model with U+FFFD in their place,
+and a conversation the tokenizer's chat template rejects (a message with an unknown role) scores None.
+
 ``instruction_with_rm_reward(model_path, ...)`` is Nemotron-Cascade's reward for instruction-following
 RL with thinking models: ``R = R_IF + sigmoid(z)`` when every instruction is followed (IFEval strict,
 ``R_IF = 1``) and ``R = 0`` otherwise, where ``z`` is the reward model's score normalised within the
@@ -29,12 +33,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rewards import stats
-from rewards.common import final_answer, response_for_judging
+from rewards.common import column, final_answer, response_for_judging
 from rewards.instruction import instruction_results
 
 logger = logging.getLogger(__name__)
 
-Scorer = Callable[[Sequence[Any], Sequence[str]], list[float]]
+Scorer = Callable[[Sequence[Any], Sequence[str]], list[float | None]]
 _NORMALIZE = {False: None, None: None, True: "group", "group": "group", "sigmoid": "sigmoid",
               "group_sigmoid": "group_sigmoid"}  # fmt: skip
 
@@ -57,23 +61,37 @@ def prompt_key(prompt: Any) -> str:
         return repr(prompt)
 
 
-def group_normalize(values: Sequence[float], prompts: Sequence[Any], eps: float = 1e-6) -> list[float]:
+def group_normalize(
+    values: Sequence[float | None], prompts: Sequence[Any], eps: float = 1e-6
+) -> list[float | None]:
     """``(x - mean) / (std + eps)`` within each group of identical prompts (population std).
 
     TRL passes the ``num_generations`` completions of one prompt consecutively; grouping by prompt
-    text also handles any order. A group of one (or of equal scores) normalises to 0.
+    text also handles any order. A group of one (or of equal scores) normalises to 0; a value that is
+    None (unscored) stays None and takes no part in its group's mean.
     """
     groups: dict[str, list[int]] = {}
     for index, prompt in enumerate(prompts):
-        groups.setdefault(prompt_key(prompt), []).append(index)
-    out = [0.0] * len(values)
+        if values[index] is not None:
+            groups.setdefault(prompt_key(prompt), []).append(index)
+    out: list[float | None] = [None] * len(values)
     for members in groups.values():
-        xs = [float(values[i]) for i in members]
+        xs = [float(values[i]) for i in members]  # type: ignore[arg-type]
         mean = sum(xs) / len(xs)
         std = math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs))
         for i, x in zip(members, xs, strict=True):
             out[i] = (x - mean) / (std + eps)
     return out
+
+
+def clean_text(value: Any) -> str:
+    """``value`` as text the tokenizers accept: a str with U+FFFD for each unpaired UTF-16 surrogate.
+
+    A completion or prompt decoded from JSON (``"\\ud800"``) or cut in the middle of an emoji can hold
+    lone surrogates; a well-formed pair becomes its character.
+    """
+    text = value if isinstance(value, str) else ("" if value is None else str(value))
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _default_device() -> Any:
@@ -184,20 +202,30 @@ class RewardModelScorer:
         with self._lock:
             self._model = self._tokenizer = None
 
-    def render(self, prompt: Any, response: str) -> tuple[str, bool]:
-        """The text the model scores, and whether the tokenizer should add its special tokens."""
-        _, tokenizer = self.load()
-        if isinstance(prompt, list):
-            messages = [dict(m) for m in prompt if isinstance(m, dict)]
-        else:
-            messages = [{"role": "user", "content": "" if prompt is None else str(prompt)}]
-        messages.append({"role": "assistant", "content": response})
-        if getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template(messages, tokenize=False), False
-        return "".join(str(m.get("content") or "") for m in messages), True
+    def render(self, prompt: Any, response: str) -> tuple[str, bool] | None:
+        """The text the model scores and whether the tokenizer should add its special tokens; None when
+        the tokenizer's chat template refuses the conversation (an unknown role, say)."""
+        from jinja2 import TemplateError
 
-    def score(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
-        """One raw scalar score per pair, batched (longest first, to pad little); order preserved."""
+        _, tokenizer = self.load()
+        if isinstance(prompt, list | tuple):
+            messages = [
+                {"role": clean_text(m.get("role")) or "user", "content": clean_text(m.get("content"))}
+                for m in prompt
+                if isinstance(m, dict)
+            ]
+        else:
+            messages = [{"role": "user", "content": clean_text(prompt)}]
+        messages.append({"role": "assistant", "content": clean_text(response)})
+        if getattr(tokenizer, "chat_template", None):
+            try:
+                return clean_text(tokenizer.apply_chat_template(messages, tokenize=False)), False
+            except (TemplateError, ValueError, TypeError, KeyError):
+                return None
+        return "".join(m["content"] for m in messages), True
+
+    def score(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float | None]:
+        """One raw scalar score per pair (None: not renderable), batched longest first; order preserved."""
         import torch
 
         if len(prompts) != len(responses):
@@ -206,9 +234,10 @@ class RewardModelScorer:
             return []
         with self._lock:
             model, tokenizer = self.load()
-            rendered = [self.render(p, r) for p, r in zip(prompts, responses, strict=True)]
-            order = sorted(range(len(rendered)), key=lambda i: -len(rendered[i][0]))
-            scores = [0.0] * len(rendered)
+            texts = [self.render(p, r) for p, r in zip(prompts, responses, strict=True)]
+            rendered = {i: text for i, text in enumerate(texts) if text is not None}
+            order = sorted(rendered, key=lambda i: -len(rendered[i][0]))
+            scores: list[float | None] = [None] * len(texts)
             device = next(model.parameters()).device
             for begin in range(0, len(order), self.batch_size):
                 chunk = order[begin : begin + self.batch_size]
@@ -234,14 +263,10 @@ class RewardModelScorer:
 
 
 def _prompts(prompts: Any, n: int) -> list[Any]:
-    if prompts is None:
-        return [""] * n
-    if isinstance(prompts, str):
+    """One prompt per completion, whatever the ``prompts`` column holds (one, a list, None, garbage)."""
+    if not isinstance(prompts, list | tuple):
         return [prompts] * n
-    prompts = list(prompts)
-    if len(prompts) == 1 and n > 1:
-        return prompts * n
-    return prompts
+    return column(prompts, n)
 
 
 class RewardModelReward:
@@ -254,20 +279,21 @@ class RewardModelReward:
             raise ValueError(f"normalize must be one of {sorted(map(str, _NORMALIZE))}, got {normalize!r}")
         self.scorer, self.normalize, self.eps = scorer, _NORMALIZE[normalize], eps
 
-    def raw_scores(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float]:
-        """The scorer's raw scores, one float per (prompt, response)."""
+    def raw_scores(self, prompts: Sequence[Any], responses: Sequence[str]) -> list[float | None]:
+        """The scorer's raw scores, one per (prompt, response); None where it could not score."""
         score = self.scorer.score if isinstance(self.scorer, RewardModelScorer) else self.scorer
-        return [float(x) for x in score(prompts, responses)]
+        return [None if x is None else float(x) for x in score(prompts, responses)]
 
     def __call__(self, completions: list[Any], prompts: Any = None, **_: Any) -> list[float | None]:
         """Scores of the judged responses: raw, or normalised as configured."""
         started = time.perf_counter()
+        completions = list(completions) if isinstance(completions, list | tuple) else [completions]
         prompt_list = _prompts(prompts, len(completions))
         raw = self.raw_scores(prompt_list, [response_for_judging(c) for c in completions])
         if self.normalize in ("group", "group_sigmoid"):
             raw = group_normalize(raw, prompt_list, self.eps)
         if self.normalize in ("sigmoid", "group_sigmoid"):
-            raw = [sigmoid(x) for x in raw]
+            raw = [None if x is None else sigmoid(x) for x in raw]
         scores: list[float | None] = list(raw)
         stats.record(self.__name__, scores, seconds=time.perf_counter() - started)
         return scores
@@ -330,6 +356,7 @@ class InstructionWithRMReward:
     ) -> list[float | None]:
         """``R_IF + sigmoid(group-normalised RM score)`` for completions following every instruction, else 0."""
         started = time.perf_counter()
+        completions = list(completions) if isinstance(completions, list | tuple) else [completions]
         n = len(completions)
         prompt_list = _prompts(prompts, n)
         results = instruction_results(completions, instruction_id_list, kwargs, mode="strict")
@@ -343,9 +370,13 @@ class InstructionWithRMReward:
             [prompt_list[i] for i in todo], [response_for_judging(completions[i]) for i in todo]
         )
         z = dict(zip(todo, group_normalize(raw, [keys[i] for i in todo], self.eps), strict=True))
-        scores: list[float | None] = [
-            None if r is None else (r + sigmoid(z[i]) if r == 1.0 else 0.0) for i, r in enumerate(r_if)
-        ]
+        scores: list[float | None] = []
+        for i, r in enumerate(r_if):
+            if r != 1.0:  # no instructions (None), or one not followed (0)
+                scores.append(r)
+            else:
+                rm = z[i]
+                scores.append(None if rm is None else r + sigmoid(rm))  # the reward model could not score it
         unclosed = sum(
             1 for c, r in zip(completions, r_if, strict=True) if r is not None and final_answer(c) is None
         )

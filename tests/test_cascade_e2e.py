@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import subprocess
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ def launch(
     ]  # fmt: skip
     log = open(tmp / f"{name}.log", "a")  # noqa: SIM115 - handed to the child process
     proc = subprocess.Popen(
-        cmd, cwd=tmp, env=subprocess_env(OMP_NUM_THREADS="1"), stdout=log, stderr=subprocess.STDOUT,
+        cmd, cwd=tmp, env=subprocess_env(OMP_NUM_THREADS="1", CASCADE_HEARTBEAT_S="1"), stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
     if wait:
@@ -100,14 +102,24 @@ def test_kill_during_stage_2_then_resume(tmp_path: Path) -> None:
     assert proc.poll() is None, (
         "the run ended before it could be killed: " + (tmp_path / "kill.log").read_text()[-2000:]
     )
+    time.sleep(3)  # no ledger verb runs now, in the middle of the stage: only the heartbeat writes
     os.killpg(proc.pid, signal.SIGKILL)
+    killed_at = datetime.now(UTC)
     proc.wait()
     killed = ledger(run)
     assert stage(run, "sft1")["status"] == "done" and stage(run, "sft2")["status"] == "running"
     sft1_mtime = (run / "stages/01-sft1/final/model.safetensors").stat().st_mtime
-    assert killed["status"] == "running"
-    # the killed session counts up to its last write
+    assert killed["status"] == "running"  # a kill -9 cannot be recorded ...
+    # ... but the killed session counts up to its last heartbeat, a second before the kill (heartbeat 1 s)
     assert killed["sessions"][0]["wall_s"] > 0 and "ended" not in killed["sessions"][0]
+    last_beat = datetime.strptime(killed["updated"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert (killed_at - last_beat).total_seconds() < 3, (killed["updated"], killed_at)
+    # report --json tells that the run is no longer running (its holder is gone)
+    report = subprocess.run(
+        [PYTHON, "-m", "pipeline.report", str(run), "--json"],
+        cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    assert json.loads(report.stdout)["status"] == "interrupted"
 
     resumed = launch(tmp_path, *args, name="kill")
     log = (tmp_path / "kill.log").read_text()
@@ -116,7 +128,9 @@ def test_kill_during_stage_2_then_resume(tmp_path: Path) -> None:
     assert (run / "stages/01-sft1/final/model.safetensors").stat().st_mtime == sft1_mtime
     sft2 = stage(run, "sft2")
     assert sft2["status"] == "done" and sft2["attempts"] == 2 and sft2["summary"]["steps"] == 40
-    assert "stage sft2 resumes from" in log and "checkpoint-" in log
+    assert "sft2 · sft from stages/01-sft1/final · attempt 2, resuming from its last checkpoint" in log
+    run_log = (run / "cascade.log").read_text()  # the details are in the run's log file
+    assert "stage sft2 resumes from" in run_log and "checkpoint-" in run_log
     sessions = ledger(run)["sessions"]
     assert sessions[0]["wall_s"] == killed["sessions"][0]["wall_s"] and sessions[1]["exit"] == 0
     assert ledger(run)["wall_s"] == pytest.approx(sessions[0]["wall_s"] + sessions[1]["wall_s"], abs=0.02)
@@ -166,8 +180,8 @@ def test_unusable_data_stops_before_any_stage(tmp_path: Path) -> None:
     )  # fmt: skip
     log = proc.stderr
     assert proc.returncode == 2, log[-2000:]
-    errors = [line for line in log.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and "stage 'sft2'" in errors[0] and "dropped 10 of 10 rows" in errors[0]
+    last = log.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "stage 'sft2'" in last and "dropped 10 of 10 rows" in last, log
     assert not (tmp_path / "runs" / "bad" / "ledger.json").exists()  # nothing trained on the way there
 
 

@@ -235,8 +235,9 @@ def test_launcher_exits_2_with_one_sentence(recipe_dir: Path, args: list[str], f
         timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and fragment in errors[0], proc.stderr
+    lines = proc.stderr.strip().splitlines()  # one sentence, the last line, and no other error
+    assert lines[-1].startswith("error: ") and fragment in lines[-1], proc.stderr
+    assert sum("error" in line.lower() for line in lines) == 1, proc.stderr
 
 
 def test_dry_run_prints_plan(recipe_dir: Path) -> None:

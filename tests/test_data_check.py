@@ -96,6 +96,6 @@ def test_launch_exits_2_with_one_sentence(
 
     for mode in ("dry_run=data", "dry_run=false"):
         assert launcher.main([f"recipe={path}", mode, "tracking.backend=none"]) == 2
-        errors = [line for line in capfd.readouterr().err.splitlines() if "ERROR" in line]
+        errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1 and "missing or invalid column(s) answer" in errors[0]
     assert not (tmp_path / "runs" / "check" / "ledger.json").exists()  # nothing ran

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from pipeline import ledger as L
 from pipeline.gates import GateResult
+from pipeline.outcome import Ending
 from pipeline.run_state import FINISHED, RunState, StageEntry, Status
 from pipeline.rundir import RunDir
 from pipeline.schema import ConfigError
@@ -215,13 +217,13 @@ def test_each_verb_is_written_at_once(tmp_path: Path) -> None:
 
     ledger.start_stage("sft2", init_from="stages/01-sft1/final")
     ledger.fail_stage("sft2", "RuntimeError: boom", "Traceback …")
-    ledger.run_failed()
     data = written(run)
     assert data["stages"][1]["status"] == "failed" and data["stages"][1]["error"] == "RuntimeError: boom"
-    assert data["status"] == "failed"
-    ledger.close_session(1)
-    session = written(run)["sessions"][0]
-    assert session["exit"] == 1 and session["ended"] and written(run)["status"] == "failed"
+    ledger.end_session(Ending(1, Status.FAILED, "stage sft2 crashed (RuntimeError: boom)", crashed=True))
+    data = written(run)
+    session = data["sessions"][0]
+    assert session["exit"] == 1 and session["ended"] and data["status"] == "failed"
+    assert data["error"] == "stage sft2 crashed (RuntimeError: boom)"
 
 
 def test_a_stage_stopped_by_the_gate_keeps_its_checkpoint(tmp_path: Path) -> None:
@@ -251,3 +253,121 @@ def test_a_ledger_that_is_not_json_is_one_sentence(tmp_path: Path) -> None:
     (tmp_path / "ledger.json").write_text("{oops")
     with pytest.raises(ConfigError, match="is not valid JSON"):
         L.read_state(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# How a session ends, its time, and who may read the files
+
+
+def _ledger(tmp_path: Path) -> L.Ledger:
+    state = L.new_state("run", "tiny")
+    state.stages = L.plan(None, "tiny", STAGES, HASHES, None, ok).stages
+    return L.Ledger(RunDir(tmp_path), state, writer=True)
+
+
+def test_the_heartbeat_keeps_a_killed_sessions_time_within_seconds(tmp_path: Path) -> None:
+    # Time was counted only at ledger writes: a launch killed 11 s into a stage recorded 0.05 s.
+    ledger = _ledger(tmp_path)
+    ledger.open_session(processes=1, heartbeat_s=0.1)
+    ledger.start_stage("sft1", init_from="base")
+    first = written(RunDir(tmp_path))["sessions"][0]["wall_s"]
+    import time
+
+    time.sleep(0.8)  # no verb runs: only the heartbeat writes
+    data = written(RunDir(tmp_path))
+    assert data["sessions"][0]["wall_s"] >= first + 0.5 and data["wall_s"] == data["sessions"][0]["wall_s"]
+    assert "ended" not in data["sessions"][0]  # what a kill -9 leaves: the time, no end
+    ledger.end_session(Ending(0, Status.DONE, "done"))
+    assert ledger._heartbeat is None
+
+
+def test_heartbeat_interval_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CASCADE_HEARTBEAT_S", raising=False)
+    assert L.heartbeat_seconds() == L.HEARTBEAT_S
+    monkeypatch.setenv("CASCADE_HEARTBEAT_S", "0")
+    assert L.heartbeat_seconds() == 0.0
+    monkeypatch.setenv("CASCADE_HEARTBEAT_S", "soon")
+    with pytest.raises(ConfigError, match="CASCADE_HEARTBEAT_S must be a number of seconds, got 'soon'"):
+        L.heartbeat_seconds()
+
+
+def test_an_interrupted_stage_and_run_say_so(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    ledger.open_session(processes=1)
+    ledger.start_stage("sft1", init_from="base")
+    reason = "interrupted by SIGINT during stage sft1 while training; run the same command again to resume"
+    ledger.interrupt_stage("sft1", reason)
+    ledger.end_session(Ending(130, Status.INTERRUPTED, reason))
+    data = written(RunDir(tmp_path))
+    assert (data["status"], data["error"], data["sessions"][0]["exit"]) == ("interrupted", reason, 130)
+    assert data["stages"][0]["status"] == "interrupted" and data["stages"][0]["error"] == reason
+    # the next launch resumes it like any unfinished stage
+    again = L.plan(RunState.from_json(data), "tiny", STAGES, HASHES, None, ok)
+    assert again.todo[0] == "sft1" and again.stages[0].resumable is True
+
+
+def test_a_new_session_clears_the_last_error(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    ledger.open_session(processes=1)
+    ledger.end_session(Ending(2, Status.FAILED, "stage sft1: bad data"))
+    ledger.open_session(processes=1)
+    data = written(RunDir(tmp_path))
+    assert data["status"] == "running" and "error" not in data
+
+
+def test_the_last_write_of_a_launch_never_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a full disk the session's end cannot be written; the launch must still end with its sentence.
+    import errno
+
+    ledger = _ledger(tmp_path)
+    ledger.open_session(processes=1)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(L, "write_json", full)
+    ledger.end_session(Ending(2, Status.FAILED, "the disk is full"))  # no exception
+    assert ledger.state.status == "failed"
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_run_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    # ledger.json was created 0600 by the temporary file of the atomic write, whatever the umask said.
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        ledger = _ledger(tmp_path)
+        ledger.open_session(processes=1)
+        from pipeline.atomic import write_text
+
+        write_text(tmp_path / "report.md", "# report\n")
+    finally:
+        os.umask(old)
+    for name in ("ledger.json", "report.md"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_a_lock_whose_holder_is_gone_or_a_zombie(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from pipeline.runlock import holder_gone
+
+    lock = tmp_path / ".lock"
+    host = socket.gethostname()
+    lock.write_text(f"pid {os.getpid()} on {host}\n")
+    assert holder_gone(lock) is False  # this process: alive
+    lock.write_text(f"pid {os.getpid()} on another-host\n")
+    assert holder_gone(lock) is False  # another machine: given the benefit of the doubt
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        pass  # exited, not yet reaped: what a killed launch whose parent died leaves in a container
+    lock.write_text(f"pid {zombie.pid} on {host}\n")
+    assert holder_gone(lock) is True
+    zombie.wait()
+    assert holder_gone(lock) is True  # reaped: no such process
+    lock.write_text("")
+    assert holder_gone(lock) is False

@@ -212,8 +212,9 @@ def test_launcher_exits_2_before_the_run_starts(tmp_path: Path, override: str, f
         timeout=300,
     )
     assert proc.returncode == 2, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and fragment in errors[0], proc.stderr
+    lines = proc.stderr.strip().splitlines()  # one sentence, the last line, and no other error
+    assert lines[-1].startswith("error: ") and fragment in lines[-1], proc.stderr
+    assert sum("error" in line.lower() for line in lines) == 1, proc.stderr
     assert not (tmp_path / "runs").exists()  # no run directory, no model: the recipe never got that far
 
 

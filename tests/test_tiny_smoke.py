@@ -19,6 +19,16 @@ def test_tiny_smoke_runs_every_stage(tmp_path: Path) -> None:
         cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
+    # the console reads like a report (docs/console.md): it printed ~230 lines before, dicts and warnings
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) <= 40, proc.stderr
+    assert lines[-1].startswith("done in ") and lines[-1].endswith(f"the report is {run / 'report.md'}"), (
+        lines[-1]
+    )
+    assert sum(line.startswith("[") and " done in " in line for line in lines) == len(STAGES)
+    for noise in ("Traceback", "{'loss'", "FutureWarning", "Writing model shards", "WARNING"):
+        assert noise not in proc.stderr + proc.stdout, noise
+    assert "sft1 step" in (run / "cascade.log").read_text()  # the trainers' metrics are in the log file
     ledger = json.loads((run / "ledger.json").read_text())
     assert [s["name"] for s in ledger["stages"]] == STAGES
     assert all(s["status"] == "done" for s in ledger["stages"])

@@ -56,6 +56,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"Recipe `{report.get('recipe') or '—'}` · status **{report.get('status') or 'unknown'}** · "
         f"total time {format_duration(report.get('wall_s'))}"
         + (f" · updated {report['updated']}" if report.get("updated") else ""),
+        *(["", f"**The last launch ended:** {report['error']}"] if report.get("error") else []),
         "",
         "![Benchmarks through the cascade](report.png)",
         "",

@@ -12,8 +12,9 @@ from typing import Any
 
 from pipeline.gates import TEST_LABELS, GateResult, compare_records, format_p_value, prompt_scores
 from pipeline.gates.compare import PASS_AT_1, finite, metric_view
-from pipeline.run_state import RunState, Scores
+from pipeline.run_state import RunState, Scores, Status
 from pipeline.rundir import BASE, RunDir
+from pipeline.runlock import holder_gone
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,23 @@ class _LedgerRow:
     reward_facts: Mapping[str, Any] = field(
         default_factory=dict
     )  # what each reward found (sandbox isolation)
+    error: str | None = None
+
+
+def _interrupted(state: RunState, run_dir: Path) -> RunState:
+    """The state as it really is: a ``running`` run whose launch is gone (killed: nothing could write) is
+    reported ``interrupted``, and so is its running stage. The ledger file itself is left as it is."""
+    if state.status != Status.RUNNING or not holder_gone(RunDir(run_dir).lock):
+        return state
+    state.status = Status.INTERRUPTED
+    state.error = state.error or (
+        "the launch running this run is gone without ending its session (killed?); "
+        "run the same command again to resume"
+    )
+    for entry in state.stages:
+        if entry.status == Status.RUNNING:
+            entry.status = Status.INTERRUPTED
+    return state
 
 
 def _ledger_rows(state: RunState) -> list[_LedgerRow]:
@@ -93,6 +111,7 @@ def _ledger_rows(state: RunState) -> list[_LedgerRow]:
                 s.next_init,
                 s.eval_file,
                 s.summary.get("reward_facts") or {},
+                s.error,
             )  # fmt: skip
         )
     return rows
@@ -154,7 +173,7 @@ def build_report(run_dir: Path | str, *, alpha: float = DEFAULT_ALPHA, seed: int
     otherwise a paired test on the eval files), the gate verdict and the flags worth a reader's eye.
     """
     run_dir = Path(run_dir)
-    state = _load_state(run_dir)
+    state = _interrupted(_load_state(run_dir), run_dir)
     evals = _Evals(run_dir)
     ledger_rows = _ledger_rows(state)
 
@@ -218,6 +237,7 @@ def build_report(run_dir: Path | str, *, alpha: float = DEFAULT_ALPHA, seed: int
                 for label, facts in raw.reward_facts.items()
                 if isinstance(facts, Mapping) and facts.get("isolation")
             },
+            "error": raw.error,
             "flags": [],
         }
         gate = raw.gate
@@ -241,6 +261,7 @@ def build_report(run_dir: Path | str, *, alpha: float = DEFAULT_ALPHA, seed: int
         "run_name": state.run_name or run_dir.name,
         "recipe": state.recipe,
         "status": state.status,
+        "error": state.error,  # why the last launch ended badly (the sentence it printed last)
         "created": state.created,
         "updated": state.updated,
         "wall_s": wall_s,
@@ -311,8 +332,8 @@ def _flags(row: Mapping[str, Any], gate: GateResult | None) -> list[str]:
     """Short messages on what needs a reader's attention in this row."""
     flags: list[str] = []
     name = row["name"]
-    if row["status"] == "failed":
-        flags.append(f"{name} failed.")
+    if row["status"] in ("failed", "interrupted"):
+        flags.append(f"{name} {row['status']}" + (f": {row['error']}" if row.get("error") else "."))
     if gate is not None:
         for check in gate.regressions:
             flags.append(

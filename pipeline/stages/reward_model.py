@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pipeline.config import DataSource, StageConfig
-from pipeline.schema import ConfigError
+from pipeline.schema import NON_NEGATIVE, ConfigError, Range
 from pipeline.stages.base import (
     MetricsCallbackFactory,
     StageContext,
@@ -50,6 +50,8 @@ class Config(StageConfig):
     eval_data: list[DataSource] = field(default_factory=list)  # separate held-out pairs (e.g. a test split)
     eval_batch_size: int | None = None  # pairs per scoring batch (None: train.batch_size)
     center_rewards_coefficient: float | None = None  # TRL's auxiliary loss keeping scores centred on 0
+
+    RANGES: ClassVar[dict[str, Range]] = {"center_rewards_coefficient": NON_NEGATIVE}
 
     def validate(self, key: str) -> None:
         super().validate(key)

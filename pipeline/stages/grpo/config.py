@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from pipeline.config import StageConfig, check_reward_args
-from pipeline.schema import ConfigError, closest
+from pipeline.schema import NON_NEGATIVE, POSITIVE, ConfigError, Range, closest
 
 LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 # Rewards whose total reaches 1.0 exactly when the answer is right: accuracy and "solved" make sense.
@@ -122,6 +122,12 @@ class Config(StageConfig):
     # the completions of the last unscored_window rollout batches got no score from any reward
     max_unscored: float = 0.1
     unscored_window: int = 4
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "top_k": NON_NEGATIVE,
+        "epsilon_high": POSITIVE,
+        "entropy_coef": NON_NEGATIVE,
+    }
 
     def validate(self, key: str) -> None:
         super().validate(key)
