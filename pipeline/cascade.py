@@ -270,7 +270,7 @@ class Cascade:
             )
             self.ledger.interrupt_stage(entry.name, record)
         self.ledger.run_interrupted(record)
-        return stopped(stop.reason, stop.exit_code, record.stage, record.step)
+        return stopped(stop.reason, stop.exit_code, record.stage, record.step, record.checkpoint)
 
     def _reuse(self, entry: StageEntry, cfg: StageConfig, progress: _Progress) -> Ending | None:
         """Take a finished stage as it is; a stage the gate stopped is judged by the policy in force now."""

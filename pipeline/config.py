@@ -842,8 +842,9 @@ def stage_hashes(recipe: Recipe) -> dict[str, str]:
     out = {}
     for name, stage in recipe.stages.items():
         cfg = set_fields(stage)
-        for k in _VOLATILE_TRAIN_KEYS:
-            cfg.get("train", {}).pop(k, None)
+        train = {k: v for k, v in cfg.pop("train", {}).items() if k not in _VOLATILE_TRAIN_KEYS}
+        if train:  # a train section that sets only volatile keys hashes as one left at its defaults
+            cfg["train"] = train
         previous = _digest({"name": name, "stage": cfg, "previous": previous})
         out[name] = previous
     return out

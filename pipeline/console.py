@@ -147,6 +147,18 @@ class _Divert(logging.Filter):
         return False
 
 
+class _RunLog(logging.FileHandler):
+    """The run's log file. On a full disk it stops writing instead of printing logging's own traceback
+    on the console for every record: the console still shows what matters, and the launch's last
+    sentence says the disk is full."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if isinstance(sys.exc_info()[1], OSError):
+            self.setLevel(logging.CRITICAL + 1)
+            return
+        super().handleError(record)
+
+
 @dataclass
 class Console:
     """The logging set-up of one process of a launch (:func:`setup` makes it)."""
@@ -166,7 +178,7 @@ class Console:
     def open_log(self, path: Path, header: str) -> None:
         """Append this launch's records to ``path``, starting with those logged before the run had a folder."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path, encoding="utf-8", delay=False)
+        handler = _RunLog(path, encoding="utf-8", delay=False)
         handler.setLevel(logging.DEBUG if self.level >= 2 else logging.INFO)
         handler.setFormatter(logging.Formatter(_FILE_FORMAT))
         handler.addFilter(self.once)

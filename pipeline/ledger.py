@@ -152,9 +152,7 @@ class Ledger:
     def end_session(self, ending: Ending) -> None:
         """End this launch's session as ``ending`` says: the run's status, its sentence, the exit code.
 
-        A run that ``run.until`` paused stays paused when the launch ends well. This is the last write
-        of a launch, often made on the way out of a failure (a full disk, a read-only run directory): it
-        never raises, it says on the log when it could not write.
+        A run that ``run.until`` paused stays paused when the launch ends well.
 
         This is the last write of a launch, often made on the way out of a failure (a full disk, a
         read-only run directory): it never raises, it says on the log when it could not write.

@@ -108,17 +108,18 @@ def paused(stage: str) -> Ending:
     )
 
 
-def stopped(reason: str, code: int, stage: str | None, step: int | None) -> Ending:
+def stopped(
+    reason: str, code: int, stage: str | None, step: int | None, checkpoint: str | None = None
+) -> Ending:
     """The ending of a run the runner stopped early and recorded (where it resumes is in the ledger)."""
-    where = (
-        "between stages"
-        if stage is None
-        else f"in stage {stage} at step {step}"
-        if step
-        else f"in stage {stage}"
-    )
+    if stage is None:
+        where = "between stages"
+    elif checkpoint is None:
+        where = f"stage {stage} starts again from its beginning"
+    else:
+        where = f"stage {stage} resumes from step {step} ({checkpoint})"
     return Ending(
-        code, Status.INTERRUPTED, f"stopped ({reason}) {where}; run the same command again to resume"
+        code, Status.INTERRUPTED, f"stopped ({reason}): {where}; run the same command again to resume"
     )
 
 

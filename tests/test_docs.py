@@ -39,6 +39,8 @@ OTHER_PROGRAMS = {
     "cd",
     "export",
     "nvidia-smi",
+    "hf",
+    "mkdir",
 }
 
 
@@ -78,9 +80,16 @@ def check_cascade(args: list[str], extra_keys: tuple[str, ...] = ()) -> None:
 
 
 def check(command: str) -> None:
+    substituted = re.fullmatch(r"\w+=\$\((.*)\)", command)  # job=$(sbatch …): the command inside
+    if substituted:
+        command = substituted.group(1)
     words = shlex.split(command)
     while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # environment variables before the command
         words.pop(0)
+    if words[0] == "sudo":
+        words.pop(0)
+    if re.fullmatch(r"\w+=\(.*", words[0]):  # a shell array (the options a helper printed)
+        return
     program, args = words[0], words[1:]
     if program == "accelerate":
         from accelerate.commands.launch import launch_command_parser
@@ -96,6 +105,11 @@ def check(command: str) -> None:
         from pipeline.report.cli import parser
 
         parser().parse_args(args[2:])
+    elif program == "python" and args[:3] == ["-m", "pipeline.slurm", "submit"]:
+        from pipeline.slurm.submit import _parser as submit_parser
+
+        _, launch_args = submit_parser().parse_known_args(args[3:])
+        check_cascade(launch_args)
     elif program == "python" and args[:2] == ["-m", "rewards"]:
         from rewards.__main__ import _parser
 
@@ -122,6 +136,10 @@ def check(command: str) -> None:
                 assert set(re.findall(r"\w+", args[index + 1])) - {"not", "and", "or"} <= known, command
     elif program == "bash":
         assert (ROOT / args[0]).is_file(), command
+    elif program.startswith(("launch/", "bench/")):  # a script of this repository
+        assert (ROOT / program).is_file(), command
+    elif program == "python" and args[:2] == ["-m", "venv"]:
+        pass
     else:
         assert program in OTHER_PROGRAMS, f"no parser for '{program}': add one to tests/test_docs.py"
 

@@ -10,8 +10,8 @@ import pytest
 
 from pipeline import ledger as L
 from pipeline.gates import GateResult
-from pipeline.outcome import Ending
-from pipeline.run_state import FINISHED, RunState, StageEntry, Status
+from pipeline.outcome import Ending, stopped
+from pipeline.run_state import FINISHED, RunState, StageEntry, Status, StopRecord
 from pipeline.rundir import RunDir
 from pipeline.schema import ConfigError
 
@@ -295,12 +295,17 @@ def test_an_interrupted_stage_and_run_say_so(tmp_path: Path) -> None:
     ledger = _ledger(tmp_path)
     ledger.open_session(processes=1)
     ledger.start_stage("sft1", init_from="base")
-    reason = "interrupted by SIGINT during stage sft1 while training; run the same command again to resume"
-    ledger.interrupt_stage("sft1", reason)
-    ledger.end_session(Ending(130, Status.INTERRUPTED, reason))
+    stop = StopRecord(
+        reason="SIGINT", stage="sft1", step=6, checkpoint="stages/01-sft1/checkpoints/checkpoint-6"
+    )
+    ledger.interrupt_stage("sft1", stop)
+    ledger.run_interrupted(stop)
+    sentence = stopped("SIGINT", 130, "sft1", 6, stop.checkpoint).sentence
+    ledger.end_session(Ending(130, Status.INTERRUPTED, sentence))
     data = written(RunDir(tmp_path))
-    assert (data["status"], data["error"], data["sessions"][0]["exit"]) == ("interrupted", reason, 130)
-    assert data["stages"][0]["status"] == "interrupted" and data["stages"][0]["error"] == reason
+    assert (data["status"], data["error"], data["sessions"][0]["exit"]) == ("interrupted", sentence, 130)
+    assert data["stages"][0]["status"] == "interrupted" and data["stages"][0]["stop"] == stop.to_json()
+    assert data["sessions"][0]["stop"] == stop.to_json()
     # the next launch resumes it like any unfinished stage
     again = L.plan(RunState.from_json(data), "tiny", STAGES, HASHES, None, ok)
     assert again.todo[0] == "sft1" and again.stages[0].resumable is True

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.cli import setup_logging
+from pipeline import console
 from pipeline.schema import ConfigError
 from pipeline.slurm import SlurmJob, exit_status
 
@@ -60,7 +60,7 @@ def exit_code(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    setup_logging()
+    console.setup()
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
     if command == "submit":
         from pipeline.slurm.submit import main as submit
