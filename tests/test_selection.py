@@ -248,12 +248,35 @@ def test_a_malformed_choice_falls_back_to_the_groups_majority_and_is_counted() -
     selected, cost = run_genselect(
         ["p", "q"], completions, classes, ["p0", "p1"], generate, k=4, rounds=1, seed=0, max_summary_chars=9
     )
-    shown = selected[0].judgments[0].group
-    assert selected[0].pick == next(i for i in shown if classes[0][i] == 1)  # the majority class, shown first
+    assert selected[0].pick == 1  # the prompt's vote: class 1 (samples 1 and 2), its first member
     assert selected[0].judgments[0].outcome == MISSING and selected[0].fallbacks == 1
     # no answer anywhere in the group: its first candidate
     assert selected[1].pick == selected[1].judgments[0].group[0]
     assert selected[1].judgments[0].outcome == OUT_OF_RANGE and cost.calls == 2
+
+
+@pytest.mark.parametrize("rounds", [1, 3])
+@pytest.mark.parametrize(
+    "classes",
+    [
+        [0, 1, 1, 2, 1, 0, 3, 0],  # a tie between classes 0 and 1: the class seen first
+        [None, 2, 1, 1, 0, 2, 2, None],
+        [0, 1, 2, 3, 4, 5, 6, 7],  # every answer different
+        [None] * 8,  # no answer anywhere: the first sample
+        [3, 3, 3, 3, 3, 3, 3, 1],
+    ],
+)
+def test_a_selector_that_never_answers_picks_what_majority_picks(classes, rounds) -> None:
+    generate, _ = scripted(["I do not know."] * 100)
+    completions = [[f"c{i}" for i in range(8)]]
+    selected, cost = run_genselect(
+        ["p"], completions, [classes], ["p"], generate, k=4, rounds=rounds, seed=5, max_summary_chars=9
+    )
+    expected = majority_pick(classes)
+    if expected is None:  # no answer anywhere: groups keep their first candidate, the first round stands
+        expected = next(j.winner for j in selected[0].judgments if (j.round, j.level) == (0, 1))
+    assert selected[0].pick == expected
+    assert selected[0].fallbacks == cost.calls == 3 * rounds
 
 
 def test_rounds_vote_over_answer_classes() -> None:

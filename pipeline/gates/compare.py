@@ -95,10 +95,11 @@ def _sample_value(sample: Mapping[str, Any], metric: str) -> float | None:
 def metric_view(record: Mapping[str, Any], metric: str | None = None) -> Mapping[str, Any]:
     """``record`` as the gate reads it for ``metric`` (default: the record's primary).
 
-    The record itself when that is how it was written (its primary is the metric); otherwise a record
-    of the same shape whose headline and per-prompt ``score`` are the metric's, taken from the
-    record's ``modes`` summary and each sample's outcome. A record that lacks the metric gives a view
-    without score or samples, which the comparison reports as untested.
+    The record itself when it is on pass@1 and pass@1 is asked (every record before heavy modes);
+    otherwise a record of the same shape whose headline and per-prompt ``score`` are the metric's,
+    taken from the record's headline (the metric is its primary) or ``modes`` summary, and from each
+    sample's outcome (a sample's own ``score`` is always its prompt's pass@1). A record that lacks the
+    metric gives a view without score or samples, which the comparison reports as untested.
     """
     primary = primary_of(record)
     metric = metric or primary

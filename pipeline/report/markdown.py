@@ -156,7 +156,7 @@ def _heavy_lines(report: Mapping[str, Any]) -> list[str]:
         "math-verify, code: identical outputs on the tests' inputs), ties to the class seen first; genselect: "
         "the policy picks the best of k candidates in a knockout tournament; oracle pass@n: any sample is "
         "right, the ceiling of every selection. Fallbacks: selections whose choice could not be read, decided "
-        "by the group's majority. Scores in %, ± standard error over prompts; tokens and times are what each "
+        "by majority voting. Scores in %, ± standard error over prompts; tokens and times are what each "
         'mode generated and took (docs/evaluation.md, "Heavy mode").'
     )
     return lines

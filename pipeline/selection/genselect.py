@@ -9,9 +9,10 @@ With more candidates than ``k`` the paper's knockout tournament runs: the candid
 shuffled order, are split into groups of at most ``k`` (balanced, so no group is left with a single
 candidate while others are full); each group's winner advances, until one remains. ``rounds``
 independent tournaments, each over its own shuffle (position bias averages out), put their winners to
-a majority vote over answer classes. A selection whose choice cannot be read (no ``Judgment:``, a
-number out of range, thinking that never closed) falls back to the majority vote within its group,
-and is counted.
+a vote over answer classes (a tie between classes goes to the prompt's majority vote). A selection whose choice cannot be read (no ``Judgment:``, a
+number out of range, thinking that never closed) falls back to majority voting — the group's member
+that the vote over all the prompt's samples prefers — and is counted; a tournament in which every
+choice falls back therefore picks exactly what majority picks.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.selection.grouping import majority_pick
+from pipeline.selection.grouping import majority_among
 
 TEMPLATE = (
     "You are given a problem and {k} candidate solutions to it, numbered 0 to {last}. Check each "
@@ -119,7 +120,7 @@ class Judgment:
     round: int
     level: int
     group: list[int]
-    choice: int | None  # the position the selector named; None: malformed, the group's majority won
+    choice: int | None  # the position the selector named; None: malformed, the majority vote decided
     winner: int  # the sample that advances
     outcome: str  # ok | unfinished | missing | out_of_range
     text: str
@@ -201,9 +202,9 @@ def run_genselect(
             text = texts[j]
             j += 1
             choice, outcome = parse_choice(text, len(group))
-            if choice is None:  # the group's majority; with no answer in it, its first candidate
-                pick = majority_pick([classes[p][i] for i in group])
-                winner = group[pick if pick is not None else 0]
+            if choice is None:  # the prompt's vote among the group; with no answer in it, its first candidate
+                pick = majority_among(group, classes[p])
+                winner = pick if pick is not None else group[0]
             else:
                 winner = group[choice]
             winners[(p, r)].append(winner)
@@ -212,7 +213,21 @@ def run_genselect(
         level += 1
     selected = []
     for p in range(len(problems)):
-        finals = [alive[(p, r)][0] for r in range(rounds)]
-        vote = majority_pick([classes[p][i] for i in finals])
-        selected.append(Selected(finals[vote if vote is not None else 0], judgments[p]))
+        selected.append(
+            Selected(_vote_of_rounds([alive[(p, r)][0] for r in range(rounds)], classes[p]), judgments[p])
+        )
     return selected, Cost(calls, tokens, prompt_tokens, time.perf_counter() - started)
+
+
+def _vote_of_rounds(finals: list[int], classes: Sequence[int | None]) -> int:
+    """The final pick of several tournaments: a winner of the class that won most rounds; a tie between
+    classes goes to the prompt's vote, and without any answer among the winners the first round's stands."""
+    wins: dict[int, int] = {}
+    for i in finals:
+        if classes[i] is not None:
+            wins[classes[i]] = wins.get(classes[i], 0) + 1  # type: ignore[index]
+    if not wins:
+        return finals[0]
+    most = max(wins.values())
+    pick = majority_among([i for i in finals if classes[i] is not None and wins[classes[i]] == most], classes)
+    return pick if pick is not None else finals[0]

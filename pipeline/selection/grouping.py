@@ -17,7 +17,8 @@ variable name would never agree. So answers are grouped by the verifier that sco
 
 A sample without an answer belongs to no class. :func:`majority_pick` then takes the largest class;
 **ties go to the class whose first member came first** (the lowest sample index), so the same
-samples always give the same pick; the pick is that first member.
+samples always give the same pick; the pick is that first member. :func:`majority_among` applies the
+same vote to a subset of the samples (a GenSelect group).
 """
 
 from __future__ import annotations
@@ -44,16 +45,27 @@ class Grouping:
 def majority_pick(classes: Sequence[int | None]) -> int | None:
     """The sample the vote picks: the first member of the largest class; ties go to the class seen
     first. None when no sample has an answer."""
+    return majority_among(range(len(classes)), classes)
+
+
+def majority_among(candidates: Sequence[int], classes: Sequence[int | None]) -> int | None:
+    """The candidate the prompt's vote prefers among ``candidates`` (sample indices): a member of the
+    class with the most votes over *all* the prompt's samples (ties: the class seen first), the one
+    with the lowest index. None when no candidate has an answer.
+
+    Over all samples it is :func:`majority_pick`; a GenSelect group whose choice is malformed falls
+    back to it, so a tournament where every choice falls back picks exactly what majority picks.
+    """
     size: dict[int, int] = {}
     first: dict[int, int] = {}
     for i, label in enumerate(classes):
         if label is not None:
             size[label] = size.get(label, 0) + 1
             first.setdefault(label, i)
-    if not size:
+    answered = [i for i in candidates if classes[i] is not None]
+    if not answered:
         return None
-    best = min(size, key=lambda label: (-size[label], first[label]))
-    return first[best]
+    return min(answered, key=lambda i: (-size[classes[i]], first[classes[i]], i))  # type: ignore[index]
 
 
 def classes_by_key(keys: Sequence[Hashable | None]) -> Classes:
