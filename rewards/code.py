@@ -13,7 +13,7 @@ HumanEval's prompt, which its official harness executes together with the comple
 
 Every program runs in ``rewards.sandbox``; expected outputs and return values never enter the sandbox:
 ``stdio`` output and ``call`` results are compared here, ``assert`` tests run in a checker process the
-program cannot touch. See ``rewards/sandbox_harness.py`` for why early exits, printed fake results,
+program cannot touch. See ``rewards/sandbox_worker.py`` for why early exits, printed fake results,
 overridden builtins and rigged ``__eq__`` objects score nothing.
 
 The parts: ``code_tests`` (the test format, the program in an answer), ``code_compare`` (outputs and

@@ -1,7 +1,7 @@
 """Comparing what a program produced with what its tests expect -- always here, in the reward process.
 
 Expected outputs and return values never enter a sandbox, so a program cannot read them, print them
-or rig the comparison (``rewards/sandbox_wire.py`` carries back plain data only). Two comparisons:
+or rig the comparison (``rewards/sandbox_worker.py`` sends back plain data only). Two comparisons:
 
 * :func:`outputs_match` -- program output against a ``stdio`` case's expected output, insensitive to
   runs of spaces, trailing spaces and trailing blank lines (``lines``), or to all whitespace
@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from rewards.sandbox_wire import TransferError
+from rewards.sandbox_worker import TransferError
 
 
 def output_lines(text: str) -> list[str]:

@@ -20,7 +20,7 @@ from rewards.code_compare import canonical, output_lines
 from rewards.code_tests import CodeTests, extract_code, parse_tests
 from rewards.common import column, final_answer
 from rewards.sandbox import Limits, SandboxPool, get_pool
-from rewards.sandbox_wire import TransferError, decode_value
+from rewards.sandbox_worker import TransferError, decode_value
 
 logger = logging.getLogger(__name__)
 

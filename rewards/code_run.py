@@ -23,7 +23,7 @@ from rewards.code_compare import outputs_match, safe_repr, values_match
 from rewards.code_tests import CodeTests
 from rewards.common import WarnOnce
 from rewards.sandbox import Limits, SandboxPool
-from rewards.sandbox_wire import TransferError, decode_value
+from rewards.sandbox_worker import TransferError, decode_value
 
 # The code reward's messages keep one logger name, whichever of its modules logs them.
 logger = logging.getLogger("rewards.code")

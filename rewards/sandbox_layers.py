@@ -7,7 +7,7 @@ The ladder, strongest first (``rewards/sandbox_probe.py`` walks it once per proc
   read-only binds, started as an unprivileged uid when we are root (``bwrap-root`` when that drop is
   impossible). Needs unprivileged user namespaces, or root.
 * ``landlock`` -- no namespaces, no privileges: the zygote runs on the host and every child it forks
-  confines itself (``Confinement`` in ``rewards/sandbox_confine.py``): a Landlock domain that may read
+  confines itself (``Confinement`` in ``rewards/sandbox_worker.py``): a Landlock domain that may read
   the Python runtime and the system paths and write only its scratch directory, and a seccomp filter
   that allows no sockets, no new processes, signals to itself only, no ptrace. Needs Linux >= 5.13
   with Landlock enabled.
@@ -28,7 +28,7 @@ import sysconfig
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from rewards import sandbox_confine
+from rewards import sandbox_worker
 
 if TYPE_CHECKING:
     from rewards.sandbox_config import SandboxConfig
@@ -44,34 +44,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "none": (),
 }
 
-# What runs inside a sandbox, dependencies first. The project is not visible there, so the ``-c``
-# program compiles each module from its source, registered under its own name, and runs the worker.
-INSIDE = ("sandbox_wire", "sandbox_harness", "sandbox_confine", "sandbox_worker")
-
-
-def worker_source() -> str:
-    """The ``python -I -S -c`` program of a sandbox: the ``INSIDE`` modules from source, then the worker's main.
-
-    One argument of a command line holds at most 128 KiB on Linux (``MAX_ARG_STRLEN``); a test keeps the
-    program under it.
-    """
-    here = Path(__file__).parent
-    sources = {f"rewards.{name}": (here / f"{name}.py").read_text() for name in INSIDE}
-    return (
-        "import sys, types\n"
-        f"sources = {sources!r}\n"
-        "sys.modules['rewards'] = package = types.ModuleType('rewards')\n"
-        "package.__path__ = []\n"
-        "for name, source in sources.items():\n"
-        "    module = sys.modules[name] = types.ModuleType(name)\n"
-        "    module.__file__ = '<sandbox ' + name + '>'\n"
-        "    exec(compile(source, module.__file__, 'exec'), module.__dict__)\n"
-        "del sources, package, name, source, module\n"
-        "sys.modules['rewards.sandbox_worker'].main(sys.argv)\n"
-    )
-
-
-WORKER_SOURCE = worker_source()
+WORKER_SOURCE = Path(sandbox_worker.__file__).read_text()
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 _SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime")
@@ -90,7 +63,7 @@ def resolve_bwrap(config: SandboxConfig) -> str:
 
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version (0: none). A separate name so tests can hide Landlock."""
-    return sandbox_confine.landlock_abi()
+    return sandbox_worker.landlock_abi()
 
 
 def candidates(config: SandboxConfig, layer: str) -> tuple[list[str], str]:
@@ -104,7 +77,7 @@ def candidates(config: SandboxConfig, layer: str) -> tuple[list[str], str]:
         abi = landlock_abi()
         if abi < 1:
             return [], "the kernel has no Landlock (Linux >= 5.13 with landlock in its lsm= list)"
-        if os.uname().machine not in sandbox_confine.SECCOMP_ARCH:
+        if os.uname().machine not in sandbox_worker._SECCOMP_ARCH:
             return [], f"no seccomp filter is written for the {os.uname().machine} architecture"
         return ["landlock"], ""
     raise ValueError(f"unknown isolation layer {layer!r}")

@@ -24,11 +24,11 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from rewards import sandbox_wire
+from rewards import sandbox_worker
 from rewards.process import PerProcess
 from rewards.sandbox_config import SandboxConfig, SandboxStartError
 from rewards.sandbox_layers import zygote_command
-from rewards.sandbox_wire import frame
+from rewards.sandbox_worker import frame
 
 # ----------------------------------------------------------------------------------------------------
 # Process spawning from one long-lived thread
@@ -185,7 +185,7 @@ class SandboxProcess:
         deadline = time.monotonic() + timeout_s
         data = frame({**message, "test_follows": payload is not None})
         if payload is not None:
-            data += sandbox_wire.HEADER.pack(len(payload)) + payload
+            data += sandbox_worker._HEADER.pack(len(payload)) + payload
         if not self._send(data, deadline):
             self.stop()
             return {"status": "sandbox_died", "error": "the sandbox stopped accepting requests"}
@@ -235,12 +235,12 @@ class SandboxProcess:
         fd = self.proc.stdout.fileno()
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        header = sandbox_wire.HEADER
+        header = sandbox_worker._HEADER
         need: int | None = None
         while True:
             if need is None and len(self._buffer) >= header.size:
                 (need,) = header.unpack(self._buffer[: header.size])
-                if need > sandbox_wire.MAX_FRAME:
+                if need > sandbox_worker.MAX_FRAME:
                     return None
             if need is not None and len(self._buffer) >= header.size + need:
                 body = bytes(self._buffer[header.size : header.size + need])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rewards import build_reward, preflight, sandbox_confine, sandbox_layers
+from rewards import build_reward, preflight, sandbox_layers, sandbox_worker
 from rewards.__main__ import main as rewards_cli
 from rewards.code import code_reward, code_reward_details
 from rewards.sandbox import Limits, SandboxConfig, SandboxPool, SandboxUnavailableError, probe_isolation
@@ -415,22 +415,16 @@ FILTER_CASES = [
 def test_seccomp_filter_decisions(arch: str, nr: int, args: tuple[int, ...], answer: int) -> None:
     audit = {"x86_64": X86_64, "i386": I386, "aarch64": AARCH64, "x86_64-on-arm": X86_64}[arch]
     filter_arch = "aarch64" if arch.startswith("aarch64") or arch.endswith("on-arm") else "x86_64"
-    program = sandbox_confine.seccomp_filter(filter_arch, PID)
+    program = sandbox_worker.seccomp_filter(filter_arch, PID)
     assert run_filter(program, audit, nr, *args) == answer
 
 
 def test_every_denied_call_has_a_number() -> None:
     # A name missing from the table would silently not be filtered.
-    for names in sandbox_confine._DENIED.values():
+    for names in sandbox_worker._DENIED.values():
         for name in names:
-            x86, arm = sandbox_confine._NR[name]
+            x86, arm = sandbox_worker._NR[name]
             assert x86 is not None or arm is not None, name
     for arch in ("x86_64", "aarch64"):
-        program = sandbox_confine.seccomp_filter(arch, PID)
+        program = sandbox_worker.seccomp_filter(arch, PID)
         assert len(program) % 8 == 0 and len(program) // 8 < 4096  # the kernel's BPF_MAXINSNS
-
-
-def test_the_sandbox_program_fits_one_command_line_argument() -> None:
-    # Linux caps one argv string at 32 pages (MAX_ARG_STRLEN, 128 KiB); past it execve fails with E2BIG
-    assert len(sandbox_layers.WORKER_SOURCE.encode()) < 128 * 1024
-    compile(sandbox_layers.WORKER_SOURCE, "<sandbox>", "exec")
