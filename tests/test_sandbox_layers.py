@@ -428,3 +428,9 @@ def test_every_denied_call_has_a_number() -> None:
     for arch in ("x86_64", "aarch64"):
         program = sandbox_worker.seccomp_filter(arch, PID)
         assert len(program) % 8 == 0 and len(program) // 8 < 4096  # the kernel's BPF_MAXINSNS
+
+
+def test_the_sandbox_program_fits_one_command_line_argument() -> None:
+    # the worker's source is one argument (python -I -S -c SOURCE); Linux caps one argv string at 32 pages
+    # (MAX_ARG_STRLEN, 128 KiB), past which starting a sandbox fails with E2BIG
+    assert len(sandbox_layers.WORKER_SOURCE.encode()) < 128 * 1024
