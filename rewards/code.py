@@ -28,13 +28,12 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, Literal
 
 from rewards import stats
 from rewards.code_compare import outputs_match, values_match
-from rewards.code_run import CaseResult, CodeResult, RunOptions, score_program
+from rewards.code_run import CaseResult, CodeResult, DistinctPrograms, RunOptions, score_program
 from rewards.code_tests import CodeTests, extract_code, parse_tests
 from rewards.common import WarnOnce, column, final_answer
 from rewards.sandbox import Limits, SandboxConfig, get_pool, probe_isolation
@@ -120,8 +119,7 @@ def code_reward_details(
     options = _options(partial_credit, timeout_s, memory_mb, float_tol, stdio_compare, assert_mode)
     pool = get_pool(_sandbox_config(sandbox, workers, isolation))
     results: list[CodeResult | None] = [None] * len(completions)
-    jobs: dict[tuple[str, str], list[int]] = {}  # identical (program, tests) pairs run once
-    parsed: dict[tuple[str, str], tuple[str, CodeTests]] = {}
+    batch = DistinctPrograms()
     for i, (completion, item) in enumerate(zip(completions, column(tests, len(completions)), strict=True)):
         try:
             answer = final_answer(completion)
@@ -139,20 +137,13 @@ def code_reward_details(
                 results[i] = CodeResult(0.0, "bad_tests", error=str(exc))
                 continue
             code = spec.program(code)
-            key = (code, json.dumps(asdict(spec), sort_keys=True, default=repr))
-            jobs.setdefault(key, []).append(i)
-            parsed[key] = (code, spec)
+            batch.add(i, (code, json.dumps(asdict(spec), sort_keys=True, default=repr)), code, spec)
         except Exception as exc:  # a completion or tests item of an unexpected shape
             results[i] = CodeResult(0.0, "internal_error", error=f"{type(exc).__name__}: {exc}")
-    if jobs:
-        keys = list(jobs)
-        with ThreadPoolExecutor(
-            max_workers=min(pool.size, len(keys)), thread_name_prefix="code-reward"
-        ) as executor:
-            scored = list(executor.map(lambda k: score_program(*parsed[k], options, pool), keys))
-        for key, result in zip(keys, scored, strict=True):
-            for i in jobs[key]:
-                results[i] = result
+    for i, result in batch.run(
+        lambda code, spec: score_program(code, spec, options, pool), pool, "code-reward"
+    ):
+        results[i] = result
     final = [r if r is not None else CodeResult(0.0, "internal_error") for r in results]
     _record_stats(final, time.perf_counter() - started)
     return final

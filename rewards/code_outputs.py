@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rewards.code import DEFAULT_TIMEOUT_S, _options, _sandbox_config
 from rewards.code_compare import canonical, output_lines
+from rewards.code_run import DistinctPrograms
 from rewards.code_tests import CodeTests, extract_code, parse_tests
 from rewards.common import column, final_answer
 from rewards.sandbox import Limits, SandboxPool, get_pool
@@ -99,8 +99,7 @@ def program_outputs(
     options = _options(False, timeout_s, memory_mb, None, stdio_compare, "isolated")
     pool = get_pool(_sandbox_config(sandbox, workers, isolation))
     out: list[Fingerprint | None] = [None] * len(completions)
-    jobs: dict[tuple[str, str], list[int]] = {}
-    parsed: dict[tuple[str, str], tuple[str, CodeTests]] = {}
+    batch = DistinctPrograms()
     for i, (completion, item) in enumerate(zip(completions, column(tests, len(completions)), strict=True)):
         answer = final_answer(completion)
         code = extract_code(answer) if answer is not None else ""
@@ -112,15 +111,7 @@ def program_outputs(
             continue
         program = spec.program(code)
         key = (program, json.dumps([spec.kind, spec.fn_name, spec.cases], sort_keys=True, default=repr))
-        jobs.setdefault(key, []).append(i)
-        parsed[key] = (program, spec)
-    if jobs:
-        keys = list(jobs)
-        with ThreadPoolExecutor(
-            max_workers=min(pool.size, len(keys)), thread_name_prefix="code-outputs"
-        ) as ex:
-            results = list(ex.map(lambda k: _safe_run(*parsed[k], options, pool), keys))
-        for key, result in zip(keys, results, strict=True):
-            for i in jobs[key]:
-                out[i] = result
+        batch.add(i, key, program, spec)
+    for i, result in batch.run(lambda code, spec: _safe_run(code, spec, options, pool), pool, "code-outputs"):
+        out[i] = result
     return out

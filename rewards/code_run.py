@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from rewards.code_compare import outputs_match, safe_repr, values_match
 from rewards.code_tests import CodeTests
@@ -66,6 +68,35 @@ class RunOptions:
     float_tol: float | None
     stdio_compare: str
     assert_isolated: bool
+
+
+R = TypeVar("R")
+
+
+@dataclass
+class DistinctPrograms:
+    """The distinct (program, tests) pairs of a batch: samples that repeat one (common in GRPO groups and
+    heavy-mode samples) run it once, on as many threads as the sandbox pool has sandboxes."""
+
+    indices: dict[Hashable, list[int]] = field(default_factory=dict)
+    programs: dict[Hashable, tuple[str, CodeTests]] = field(default_factory=dict)
+
+    def add(self, index: int, key: Hashable, program: str, tests: CodeTests) -> None:
+        self.indices.setdefault(key, []).append(index)
+        self.programs[key] = (program, tests)
+
+    def run(
+        self, run: Callable[[str, CodeTests], R], pool: SandboxPool, name: str
+    ) -> Iterator[tuple[int, R]]:
+        """(index, result) for every sample added, each distinct program run once."""
+        keys = list(self.indices)
+        if not keys:
+            return
+        with ThreadPoolExecutor(max_workers=min(pool.size, len(keys)), thread_name_prefix=name) as executor:
+            results = list(executor.map(lambda key: run(*self.programs[key]), keys))
+        for key, result in zip(keys, results, strict=True):
+            for index in self.indices[key]:
+                yield index, result
 
 
 def _failure_status(response: dict[str, Any]) -> str:
