@@ -32,6 +32,9 @@ class Tracker:
             return
         run_id = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:12]
         try:
+            # the process-wide settings decide what wandb prints on its own (a library reading run.url
+            # of an offline run, TRL's model card); a run's settings alone leave those on the console
+            wandb.setup(settings=wandb.Settings(silent=True))
             self.run = wandb.init(
                 project=cfg.project,
                 entity=cfg.entity,
