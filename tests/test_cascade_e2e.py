@@ -201,7 +201,9 @@ def test_wandb_offline_run_per_cascade(tmp_path: Path) -> None:
     assert b"tokenizer_corpus_rows" in data  # the resolved recipe is the run's config
     assert b"sft1/loss" in data and b"sft2/loss" in data  # metrics namespaced by stage
     assert b"cascade/report" in data  # the report table
-    assert "wandb:" not in proc.stderr  # wandb's own messages (an offline run's missing URL) stay off the console
+    assert (
+        "wandb:" not in proc.stderr
+    )  # wandb's own messages (an offline run's missing URL) stay off the console
 
 
 def test_lora_and_packing_save_a_merged_plain_checkpoint(tmp_path: Path) -> None:

@@ -133,7 +133,7 @@ def test_two_node_cascade(reference: tuple[Path, dict[str, str], float]) -> None
     assert session["processes"] == 2 and session["exit"] == 0
     assert session["slurm_job"] == info["JobId"] and session["slurm_attempt"] == 0
     node0, node1 = node_logs(run, info["JobId"], 0)
-    assert "stage 8/8 swe_rl" in node0  # the main process, on the first node
+    assert "[8/8] swe_rl · grpo from" in node0  # the main process, on the first node
     assert "Traceback" not in node0 + node1
     assert (run / "logs" / f"slurm-{info['JobId']}.out").read_text().count("exited with status 0") == 1
     print(f"reference job: {wall:.0f} s")
@@ -163,8 +163,11 @@ def test_requeue_in_the_middle_of_a_stage(
     assert by_name["sft1"]["attempts"] == 1 and sft1_weights.stat().st_mtime == sft1_mtime
     assert by_name["sft2"]["attempts"] == 2 and by_name["sft2"]["summary"]["steps"] == 24
     resumed = node_logs(run, job_id, 1)[0]
-    assert f"resumes from {run / stop['checkpoint']}" in resumed
-    assert "━━ stage 1/3" not in resumed
+    assert (
+        "[2/3] sft2 · sft from stages/01-sft1/final · attempt 2, resuming from its last checkpoint" in resumed
+    )
+    assert "[1/3] sft1 · sft from" not in resumed  # taken as it was
+    assert f"stage sft2 resumes from {run / stop['checkpoint']}" in (run / "cascade.log").read_text()
     assert_same_as(reference[0], run)
 
 
@@ -195,7 +198,11 @@ def test_preemption_warning_saves_and_requeues(
     batch_log = (run / "logs" / f"slurm-{job_id}.out").read_text()
     assert "pre-emption warning" in batch_log and f"requeueing job {job_id}" in batch_log
     resumed = node_logs(run, job_id, 1)[0]
-    assert f"resumes from {run / stop['checkpoint']}" in resumed  # the very step it stopped at
+    assert (
+        "[2/2] sft2 · sft from stages/01-sft1/final · attempt 2, resuming from its last checkpoint" in resumed
+    )
+    # the very step it stopped at (the run's log file has what the console leaves out)
+    assert f"stage sft2 resumes from {run / stop['checkpoint']}" in (run / "cascade.log").read_text()
     by_name = stages(run)
     assert by_name["sft1"]["attempts"] == 1 and by_name["sft2"]["attempts"] == 2
     print(f"stopped {stopped_in:.1f} s after the warning, at step {stop['step']}")
@@ -216,8 +223,9 @@ def test_one_job_per_stage_chained(tmp_path: Path, reference: tuple[Path, dict[s
     assert data["status"] == "done"
     assert [(s["slurm_job"], s["exit"]) for s in data["sessions"]] == [(ids[0], 0), (ids[1], 0)]
     first, second = node_logs(run, ids[0], 0)[0], node_logs(run, ids[1], 0)[0]
-    assert "stage 1/2 sft1" in first and "stage 2/2" not in first and "run is paused" in first
-    assert "stage 2/2 sft2" in second and "stage 1/2" not in second
+    assert "[1/2] sft1 · sft from" in first and "[2/2]" not in first
+    assert "paused after stage sft1 (run.until)" in first
+    assert "[2/2] sft2 · sft from" in second and "[1/2] sft1 · sft from" not in second
     assert_same_as(reference[0], run)
 
 

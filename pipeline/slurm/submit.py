@@ -160,6 +160,7 @@ def submit(jobs: list[Job], log_dir: Path) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.slurm submit",
+        allow_abbrev=False,  # a mistyped option is an error, not a guess (--node is not --nodes)
         description="Submit a Cascade recipe to Slurm through launch/slurm/cascade.sbatch. Every key=value "
         "argument (recipe=NAME and Hydra overrides) goes to the run as it would to launch/cascade.py.",
     )
@@ -195,7 +196,7 @@ def main(argv: list[str]) -> int:
     opts, launch_args = parser.parse_known_args(argv)
     unknown = [a for a in launch_args if a.startswith("-")]
     if unknown:
-        parser.error(f"unknown option {unknown[0]}")
+        parser.error(f"unknown option {unknown[0]} (the options are in the usage line above)")
     try:
         args = parse_args(launch_args)
         recipe = load_recipe(args.recipe, args.overrides)
