@@ -632,3 +632,22 @@ def test_assert_solution_stopped_by_its_cpu_limit_is_a_timeout(code: str) -> Non
         assert time.monotonic() - started < 10
     finally:
         pool.close()
+
+
+def test_distinct_programs_run_once_and_fan_out() -> None:
+    from types import SimpleNamespace
+
+    from rewards.code_run import DistinctPrograms
+
+    batch, calls = DistinctPrograms(), []
+    tests = parse_tests({"kind": "stdio", "cases": [{"input": "", "output": "1"}]})
+    for index, program in enumerate(["a", "b", "a", "a"]):
+        batch.add(index, program, program, tests)
+
+    def run(program: str, _tests: object) -> str:
+        calls.append(program)
+        return program.upper()
+
+    assert sorted(batch.run(run, SimpleNamespace(size=2), "test")) == [(0, "A"), (1, "B"), (2, "A"), (3, "A")]
+    assert sorted(calls) == ["a", "b"]
+    assert list(DistinctPrograms().run(run, SimpleNamespace(size=2), "test")) == []
