@@ -111,7 +111,7 @@ def paused(stage: str) -> Ending:
 def stopped(
     reason: str, code: int, stage: str | None, step: int | None, checkpoint: str | None = None
 ) -> Ending:
-    """The ending of a run the runner stopped early and recorded (where it resumes is in the ledger)."""
+    """The ending of a run the runner stopped early and recorded: why, and where the same command resumes."""
     if stage is None:
         where = "between stages"
     elif checkpoint is None:
