@@ -23,14 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.shapes import SHAPES, build, describe, machine  # noqa: E402
+from bench.shapes import add_model_arguments, build, describe, machine  # noqa: E402
 from pipeline.generation import Sampling, end_tokens, make_engine  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shape", default="qwen3-0.6b", choices=SHAPES)
-    ap.add_argument("--model-dir", default="/tmp/cascade-bench-models")
+    add_model_arguments(ap, "qwen3-0.6b")
     ap.add_argument("--engines", default="hf,compiled,paged")
     ap.add_argument("--prompts", type=int, default=128)
     ap.add_argument("--n", type=int, default=8)

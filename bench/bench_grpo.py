@@ -24,8 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.shapes import SHAPES, build, describe, machine  # noqa: E402
-from bench.stage import GPUBusy, count_params, mfu, run_stage, steady, step_history  # noqa: E402
+from bench.shapes import add_model_arguments, build  # noqa: E402
+from bench.stage import GPUBusy, announce, mfu, run_stage, steady, step_history  # noqa: E402
 
 
 def prompts(n: int, seed: int) -> list[dict[str, Any]]:
@@ -47,19 +47,18 @@ def plain_trl(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace, 
     class Timed(GRPOTrainer):
         """GRPOTrainer, unchanged, with its generation and reward calls timed."""
 
-        def _generate_single_turn(self, *a: Any, **k: Any) -> Any:
+        def _timed(self, metric: str, call: Any, *a: Any, **k: Any) -> Any:
             t0 = time.perf_counter()
             try:
-                return super()._generate_single_turn(*a, **k)
+                return call(*a, **k)
             finally:
-                self._metrics["train"]["time/generation"].append(time.perf_counter() - t0)
+                self._metrics["train"][metric].append(time.perf_counter() - t0)
+
+        def _generate_single_turn(self, *a: Any, **k: Any) -> Any:
+            return self._timed("time/generation", super()._generate_single_turn, *a, **k)
 
         def _calculate_rewards(self, *a: Any, **k: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return super()._calculate_rewards(*a, **k)
-            finally:
-                self._metrics["train"]["time/rewards"].append(time.perf_counter() - t0)
+            return self._timed("time/rewards", super()._calculate_rewards, *a, **k)
 
     config = GRPOConfig(
         output_dir=str(out),
@@ -138,8 +137,7 @@ def report(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shape", default="qwen3-0.6b-body", choices=SHAPES)
-    ap.add_argument("--model-dir", default="/tmp/cascade-bench-models")
+    add_model_arguments(ap, "qwen3-0.6b-body")
     ap.add_argument("--engines", default="trl,compiled", help="trl (plain GRPOTrainer) and Cascade engines")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--group", type=int, default=8)
@@ -153,10 +151,8 @@ def main() -> None:
     import torch
 
     path = build(args.shape, Path(args.model_dir))
-    params = count_params(path)
+    params = announce(args.shape, path)
     rows_per_step = args.prompts_per_step * args.group
-    print(f"machine: {machine()}")
-    print(f"model: {args.shape} ({describe(path)}, {params / 1e6:.1f}M parameters)")
     print(
         f"workload: {args.prompts_per_step} prompts × G {args.group} = {rows_per_step} rollouts per step, "
         f"{args.max_new_tokens} new tokens, T={args.temperature}, {args.steps} steps (the first reported apart)"

@@ -23,8 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.shapes import SHAPES, build, describe, machine  # noqa: E402
-from bench.stage import count_params, mfu, run_stage  # noqa: E402
+from bench.shapes import add_model_arguments, build  # noqa: E402
+from bench.stage import announce, mfu, run_stage  # noqa: E402
 
 MIX = [
     {"source": "builtin:math", "size": 600},
@@ -109,8 +109,7 @@ def cascade(path: Path, args: argparse.Namespace, out: Path, variant: str) -> tu
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shape", default="qwen3-0.6b-body", choices=SHAPES)
-    ap.add_argument("--model-dir", default="/tmp/cascade-bench-models")
+    add_model_arguments(ap, "qwen3-0.6b-body")
     ap.add_argument("--variants", default="trl,cascade")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch", type=int, default=16)
@@ -121,9 +120,7 @@ def main() -> None:
     import torch
 
     path = build(args.shape, Path(args.model_dir))
-    params = count_params(path)
-    print(f"machine: {machine()}")
-    print(f"model: {args.shape} ({describe(path)}, {params / 1e6:.1f}M parameters)")
+    params = announce(args.shape, path)
     print(f"workload: builtin SFT mix, batch {args.batch}, max_length {args.max_length}, {args.steps} steps")
     print(f"{'variant':<16} {'s/step':>7} {'real tok/s':>10} {'padding':>8} {'peak GiB':>8} {'MFU':>6}")
     for name in args.variants.split(","):

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -79,3 +80,9 @@ def machine() -> str:
     except ImportError:
         pass
     return ", ".join(parts)
+
+
+def add_model_arguments(ap: argparse.ArgumentParser, default_shape: str) -> None:
+    """``--shape`` and ``--model-dir``, the same in every benchmark script."""
+    ap.add_argument("--shape", default=default_shape, choices=SHAPES)
+    ap.add_argument("--model-dir", default="/tmp/cascade-bench-models")

@@ -106,6 +106,16 @@ def count_params(path: str | Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def announce(shape: str, path: Path) -> int:
+    """Print the machine and the model a benchmark runs on; returns the model's parameter count."""
+    from bench.shapes import describe, machine
+
+    params = count_params(path)
+    print(f"machine: {machine()}")
+    print(f"model: {shape} ({describe(path)}, {params / 1e6:.1f}M parameters)")
+    return params
+
+
 def step_history(history: list[dict[str, Any]], key: str) -> list[float]:
     """The values a trainer logged under ``key``, one per logging step, in order."""
     return [float(h[key]) for h in history if isinstance(h.get(key), int | float)]

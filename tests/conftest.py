@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,20 @@ def wait_for_checkpoint(proc: subprocess.Popen, checkpoints: Path, step: int, ti
         if done and max(done) >= step:
             return
         time.sleep(0.2)
+
+
+def in_forked_child(check: Callable[[], bool]) -> bool:
+    """Whether ``check()`` is true when run in a forked child (per-process singletons, after a fork)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write, b"1" if check() else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        return os.read(read, 1) == b"1"
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from rewards.pool import Outcome, WorkerPool, shared_pool
+from tests.conftest import in_forked_child
 
 
 @pytest.fixture(scope="module")
@@ -122,17 +123,12 @@ def test_shared_pool_is_per_name_and_per_process():
     # One pool per name in a process; a forked child builds its own instead of using the parent's.
     first = shared_pool("test-shared", size=1)
     assert shared_pool("test-shared", size=5) is first
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: must get a new pool that works
-        try:
-            child = shared_pool("test-shared", size=1)
-            ok = child is not first and child.map(operator.add, [(2, 2)], timeout_s=60)[0].value == 4
-            child.shutdown()
-            os.write(write, b"1" if ok else b"0")
-        finally:
-            os._exit(0)
-    os.close(write)
-    assert os.read(read, 1) == b"1"
-    os.waitpid(pid, 0)
+
+    def in_child() -> bool:  # must get a new pool that works
+        child = shared_pool("test-shared", size=1)
+        ok = child is not first and child.map(operator.add, [(2, 2)], timeout_s=60)[0].value == 4
+        child.shutdown()
+        return ok
+
+    assert in_forked_child(in_child)
     assert first.map(operator.add, [(1, 1)], timeout_s=60)[0].value == 2  # the parent's still works

@@ -20,6 +20,7 @@ from rewards import build_reward, preflight, sandbox_layers, sandbox_worker
 from rewards.__main__ import main as rewards_cli
 from rewards.code import code_reward, code_reward_details
 from rewards.sandbox import Limits, SandboxConfig, SandboxPool, SandboxUnavailableError, probe_isolation
+from tests.conftest import in_forked_child
 
 HONEST = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
 ADD = {"kind": "stdio", "cases": [{"input": "2 3\n", "output": "5\n"}]}
@@ -172,19 +173,13 @@ def test_pools_are_per_configuration_and_per_process() -> None:
         response = pool.run(request, Limits(wall_s=10))
         return (response.get("attachments") or {}).get("stdout") == "42\n"
 
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: a new pool, whose sandbox runs a program
-        try:
-            child = get_pool(config)
-            ok = child is not first and doubled(child)
-            child.close()
-            os.write(write, b"1" if ok else b"0")
-        finally:
-            os._exit(0)
-    os.close(write)
-    assert os.read(read, 1) == b"1"
-    os.waitpid(pid, 0)
+    def in_child() -> bool:  # a new pool, whose sandbox runs a program
+        child = get_pool(config)
+        ok = child is not first and doubled(child)
+        child.close()
+        return ok
+
+    assert in_forked_child(in_child)
     assert doubled(first)
 
 
