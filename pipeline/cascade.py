@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from pipeline import peak_memory
 from pipeline.config import Recipe, StageConfig, stage_hashes
 from pipeline.console import CONSOLE, FILE_ONLY, Console
 from pipeline.distributed import process_state
@@ -304,6 +305,7 @@ class Cascade:
         self._current, self._where = name, f"stage {name} while training"
         self._say("%s", text.stage_start_line(entry, total, self.run_dir.ref(init), resume))
         t0 = time.monotonic()
+        peak_memory.reset()
         module = stage_module(cfg.kind)
         ctx = StageContext(
             recipe=self.recipe,
@@ -333,6 +335,7 @@ class Cascade:
         self._where = f"stage {name} at the gate"
         verdict = self._gate(entry, progress, evaluation)
         wall_s = round(time.monotonic() - t0, 2)
+        ledger.record(name, {"memory": peak_memory.read()})  # training, evaluation and gate
         ending = None
         if verdict is None or verdict.keeps_weights:  # passed, or regressed under gate.policy=warn
             ledger.accept_stage(name, next_init=self.run_dir.ref(policy), wall_s=wall_s)

@@ -56,6 +56,7 @@ def test_two_sft_stages_through_accelerate_launch(tmp_path: Path) -> None:
         assert entry["status"] == "done"
         assert entry["summary"]["steps"] == steps and entry["summary"]["final_loss"] > 0
         assert entry["summary"]["tokens"] > 0 and entry["started"] and entry["ended"]
+        assert entry["memory"]["host_peak_rss_gib"] > 0.1 and "gpu_peak_gib" not in entry["memory"]  # CPU
         final = run / entry["checkpoint"]
         assert (final / "config.json").exists() and (final / "model.safetensors").exists()
         assert (final / "tokenizer.json").exists() and (final / "chat_template.jinja").exists()
