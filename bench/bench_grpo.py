@@ -7,9 +7,9 @@ GRPO stage per generation engine, same model, prompts, group size, batch, length
 Prompts are the builtin math task's, rendered identically for both (Cascade's own prompt format); the
 reward is the math verifier. Per variant it prints the steady-state seconds per step (the first step,
 which pays for allocation and compilation, is left out and printed apart), completion tokens per
-second, the share of the step spent generating and scoring, the GPU's busy share (nvidia-smi), peak GPU
-memory and the MFU of the training part (6 × parameters × trained tokens over the step's remaining
-time). The plain trainer is timed by a subclass that only wraps TRL's generation and reward methods.
+second, the share of the step spent generating and scoring, the GPU's busy share after the first step
+(nvidia-smi), peak GPU memory and the MFU of the training part (6 × parameters × trained tokens over
+the step's remaining time). The plain trainer is timed by a subclass that only wraps TRL's generation and reward methods.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def prompts(n: int, seed: int) -> list[dict[str, Any]]:
     return [{"prompt": rl_prompt(r["prompt"], "no_think"), "answer": r["answer"]} for r in rows]
 
 
-def plain_trl(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def plain_trl(
+    path: Path, rows: list[dict[str, Any]], args: argparse.Namespace, out: Path, callbacks: list[Any]
+) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
@@ -74,13 +76,19 @@ def plain_trl(path: Path, rows: list[dict[str, Any]], args: argparse.Namespace, 
         seed=0,
     )
     trainer = Timed(
-        model=str(path), reward_funcs=math_reward, args=config, train_dataset=Dataset.from_list(rows)
+        model=str(path),
+        reward_funcs=math_reward,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        callbacks=callbacks,
     )
     trainer.train()
     return {"history": trainer.state.log_history}
 
 
-def cascade(path: Path, engine: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def cascade(
+    path: Path, engine: str, args: argparse.Namespace, out: Path, callbacks: list[Any]
+) -> dict[str, Any]:
     import json
 
     recipe = {
@@ -109,7 +117,7 @@ def cascade(path: Path, engine: str, args: argparse.Namespace, out: Path) -> dic
             }
         },
     }
-    summary = run_stage(recipe, "rl", str(path))
+    summary = run_stage(recipe, "rl", str(path), callbacks)
     phase = next((out / f"bench-{engine}").rglob("phase.json"))
     return {"history": json.loads(phase.read_text())["log_history"], "summary": summary}
 
@@ -168,16 +176,16 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
         with tempfile.TemporaryDirectory() as tmp, GPUBusy() as busy:
             if name == "trl":
-                result = plain_trl(path, data, args, Path(tmp))
+                result = plain_trl(path, data, args, Path(tmp), [busy.callback()])
             else:
-                result = cascade(path, name, args, Path(tmp))
+                result = cascade(path, name, args, Path(tmp), [busy.callback()])
         peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
         report(
             "plain TRL" if name == "trl" else f"Cascade {name}",
             result,
             params,
             rows_per_step,
-            busy.mean,
+            busy.steady,
             peak,
         )
 

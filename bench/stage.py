@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import Any
 
 
-def run_stage(recipe: dict[str, Any], name: str, init: str) -> dict[str, Any]:
-    """Train stage ``name`` of ``recipe`` (a recipe mapping) from ``init``; its summary."""
+def run_stage(
+    recipe: dict[str, Any], name: str, init: str, callbacks: list[Any] | None = None
+) -> dict[str, Any]:
+    """Train stage ``name`` of ``recipe`` (a recipe mapping) from ``init``; its summary.
+
+    ``callbacks`` go to every trainer of the stage, as the cascade's pre-emption callback does.
+    """
     from pipeline.config import recipe_from_dict
     from pipeline.rundir import RunDir
     from pipeline.stages import stage_module
@@ -33,6 +38,7 @@ def run_stage(recipe: dict[str, Any], name: str, init: str) -> dict[str, Any]:
         tracker=Tracker(r, r.run_dir, is_main=False),
         stage_checkpoints={},
         record=lambda fields: None,
+        callbacks=list(callbacks or []),
     )
     return stage_module(r.stages[name].kind).run(ctx).summary
 
@@ -41,11 +47,17 @@ class GPUBusy:
     """The share of time the GPU was executing kernels, sampled from ``nvidia-smi`` while it runs.
 
     ``utilization.gpu`` is the fraction of the sample period in which at least one kernel ran: a
-    launch-bound loop shows low values even at 100% of one CPU thread.
+    launch-bound loop shows low values even at 100% of one CPU thread. ``mean`` covers the whole run,
+    start-up and the first step's compilation included; ``steady`` only the samples between the end of
+    the first training step and the end of training (``callback()`` marks both from the trainer), the
+    figure a step of a long run sees.
     """
 
     def __init__(self, period_s: float = 0.2):
-        self.period_s, self.samples = period_s, []
+        self.period_s = period_s
+        self.samples: list[tuple[float, int]] = []  # (time.monotonic(), percent)
+        self.steady_from: float | None = None
+        self.steady_until: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -70,12 +82,40 @@ class GPUBusy:
                 text=True,
             )
             if out.returncode == 0 and out.stdout.strip().isdigit():
-                self.samples.append(int(out.stdout.strip()))
+                self.samples.append((time.monotonic(), int(out.stdout.strip())))
             time.sleep(self.period_s)
 
     @property
     def mean(self) -> float | None:
-        return sum(self.samples) / len(self.samples) if self.samples else None
+        return _mean([u for _, u in self.samples])
+
+    @property
+    def steady(self) -> float | None:
+        """Mean of the samples after the first step until training ended (None without that window)."""
+        if self.steady_from is None:
+            return None
+        until = self.steady_until if self.steady_until is not None else float("inf")
+        return _mean([u for t, u in self.samples if self.steady_from <= t <= until])
+
+    def callback(self) -> Any:
+        """A trainer callback marking the steady window: after step 1, until the end of training."""
+        from transformers import TrainerCallback
+
+        busy = self
+
+        class SteadyWindow(TrainerCallback):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                if busy.steady_from is None:
+                    busy.steady_from = time.monotonic()
+
+            def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                busy.steady_until = time.monotonic()
+
+        return SteadyWindow()
+
+
+def _mean(values: list[int]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s of the SXM parts

@@ -1,0 +1,37 @@
+"""The GPU-busy sampler of the bench scripts: the steady share leaves out start-up and the first step."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from bench.stage import GPUBusy
+
+
+@pytest.mark.parametrize(
+    ("samples", "marks", "whole", "steady"),
+    [
+        # start-up idle, the first step compiling at 10%, then 60% until training ends, idle teardown
+        ([(0, 0), (1, 10), (2, 10), (3, 60), (4, 60), (5, 0)], (2.5, 4.5), 140 / 6, 60.0),
+        ([(0, 50), (1, 70)], (None, None), 60.0, None),  # no step ended: no steady window
+        ([(0, 50), (1, 70)], (0.5, None), 60.0, 70.0),  # training still running: up to the last sample
+        ([], (0.0, 1.0), None, None),  # no nvidia-smi
+    ],
+)
+def test_steady_window(samples, marks, whole, steady) -> None:
+    busy = GPUBusy()
+    busy.samples = list(samples)
+    busy.steady_from, busy.steady_until = marks
+    assert busy.mean == (pytest.approx(whole) if whole is not None else None)
+    assert busy.steady == (pytest.approx(steady) if steady is not None else None)
+
+
+def test_callback_marks_after_the_first_step_until_the_end() -> None:
+    busy = GPUBusy()
+    cb = busy.callback()
+    args = state = control = SimpleNamespace()
+    assert busy.steady_from is None
+    cb.on_step_end(args, state, control)
+    first = busy.steady_from
+    cb.on_step_end(args, state, control)  # later steps keep the first mark
+    cb.on_train_end(args, state, control)
+    assert first is not None and busy.steady_from == first and busy.steady_until >= first
