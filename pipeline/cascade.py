@@ -210,18 +210,16 @@ class Cascade:
 
     def _base_checkpoint(self) -> str:
         """The starting model; a builtin or GGUF model is materialised once in ``runs/<name>/base``."""
-        from pipeline.gguf import is_gguf, materialise
-        from pipeline.models import build_builtin_model, is_builtin
+        from pipeline.gguf import is_gguf
+        from pipeline.models import is_builtin, starting_model
 
         model = self.recipe.model
         if not (is_builtin(model.name_or_path) or is_gguf(model.name_or_path)):
             return model.name_or_path
         base = self.run_dir.base_model
         self._where = "building the starting model"
-        if self.is_main and is_gguf(model.name_or_path):
-            materialise(model.name_or_path, base)
-        elif self.is_main:
-            build_builtin_model(model.name_or_path, model.builtin, base, self.recipe.run.seed)
+        if self.is_main:
+            starting_model(model, base, self.recipe.run.seed)
         self.barrier()
         self._where = None
         return str(base)

@@ -164,6 +164,19 @@ def build_builtin_model(name: str, cfg: BuiltinModelConfig, out_dir: Path, seed:
 # Loading
 
 
+def starting_model(model: ModelConfig, base_dir: Path, seed: int) -> str:
+    """The checkpoint a run starts from: a path or hub id as it is; a builtin model built, or a GGUF file
+    de-quantised, once into ``base_dir`` (the run's ``base/``), so every later use loads a plain checkpoint
+    (and the cascade and ``cascade-evaluate checkpoint=base`` start from the same weights)."""
+    from pipeline.gguf import is_gguf, materialise
+
+    if is_gguf(model.name_or_path):
+        return str(materialise(model.name_or_path, base_dir))
+    if is_builtin(model.name_or_path):
+        return str(build_builtin_model(model.name_or_path, model.builtin, base_dir, seed))
+    return model.name_or_path
+
+
 def pretrained_kwargs(path: str, model: ModelConfig | None = None) -> dict[str, Any]:
     """``from_pretrained`` arguments of a load of ``path`` that the recipe's ``model.*`` keys give.
 

@@ -236,3 +236,24 @@ def test_plain_copy_drops_the_gguf_quantization_config(tiny_gguf: tuple[Path, in
     copy.save_pretrained(tmp_path / "saved")
     assert all(p.device.type == "cpu" for p in copy.parameters())
     assert copy.get_output_embeddings().weight.data_ptr() == copy.get_input_embeddings().weight.data_ptr()
+
+
+def test_evaluating_base_converts_the_gguf_as_the_cascade_would(
+    tiny_gguf: tuple[Path, int], tmp_path: Path
+) -> None:
+    """``cascade-evaluate checkpoint=base`` before any run: the file is converted into the run's base/."""
+    from pipeline.config import recipe_from_dict
+    from pipeline.evaluation import resolve_checkpoint
+
+    path, _ = tiny_gguf
+    recipe = recipe_from_dict(
+        {
+            "run": {"name": "g", "output_dir": str(tmp_path)},
+            "model": {"name_or_path": f"gguf:{path}"},
+            "stages": {"s": {"kind": "sft", "data": [{"source": "builtin:math", "size": 4}]}},
+        }
+    )
+    base = resolve_checkpoint(recipe, "base")
+    assert Path(base) == tmp_path / "g" / "base"
+    assert (Path(base) / "config.json").exists() and (Path(base) / "gguf-source.json").exists()
+    assert resolve_checkpoint(recipe, "base") == base  # converted once
