@@ -9,7 +9,8 @@ reward is the math verifier. Per variant it prints the steady-state seconds per 
 which pays for allocation and compilation, is left out and printed apart), completion tokens per
 second, the share of the step spent generating and scoring, the GPU's busy share after the first step
 (nvidia-smi), peak GPU memory and the MFU of the training part (6 × parameters × trained tokens over
-the step's remaining time). The plain trainer is timed by a subclass that only wraps TRL's generation and reward methods.
+the step's remaining time). The plain trainer is timed by a subclass that only wraps TRL's generation
+and reward methods.
 """
 
 from __future__ import annotations

@@ -382,7 +382,7 @@ def resolve_checkpoint(recipe: Recipe, ref: str) -> str:
     """A checkpoint argument: a stage of the recipe's run (its final checkpoint, as the ledger records
     it), ``base`` (the run's starting model: built or converted into ``runs/<name>/base`` as the cascade
     does, if no run has yet), or a path / hub id."""
-    from pipeline.models import checkpoint_exists, is_model_ref, starting_model
+    from pipeline.models import is_model_ref, starting_model
     from pipeline.rundir import BASE, RunDir
     from pipeline.schema import ConfigError
 
@@ -396,8 +396,8 @@ def resolve_checkpoint(recipe: Recipe, ref: str) -> str:
             )
         return path
     base = RunDir(recipe.run_dir).base_model
-    if ref == BASE:
-        return str(base) if checkpoint_exists(base) else starting_model(recipe.model, base, recipe.run.seed)
+    if ref == BASE:  # built or converted once; an existing base/ is returned as it is
+        return starting_model(recipe.model, base, recipe.run.seed)
     if is_model_ref(ref):
         return ref
     raise ConfigError(f"argument 'checkpoint' names '{ref}', which is no stage, existing path or hub id")
