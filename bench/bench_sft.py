@@ -1,9 +1,12 @@
 """SFT throughput: plain TRL ``SFTTrainer`` (its defaults: padded batches) against Cascade's SFT stage
-(padded, and padding-free with ``cascade-padding-free``), same model, conversations, batch size, length
-limit and steps.
+(padded; ``cascade-padding-free``: a batch as one row; ``cascade-packed``: BFD packing, each of the batch's
+rows filled with conversations up to max_length; ``-liger`` adds Liger kernels), same model,
+conversations, batch size, length limit and steps. Flattened batches use varlen attention
+(pipeline/varlen_attention.py). A packed step holds many more conversations than a padded one: compare
+real tokens per second, not seconds per step.
 
     python bench/bench_sft.py                           # qwen3-0.6b-body, the builtin SFT mix, batch 16
-    python bench/bench_sft.py --variants trl,cascade,cascade-padding-free,cascade-liger --steps 30
+    python bench/bench_sft.py --variants trl,cascade,cascade-packed,cascade-packed-liger --steps 30
 
 The conversations are the builtin tasks' (math, code, instruction, chat, SWE; thinking and non-thinking
 prompts), rendered by Cascade's formatting for both. Per variant: seconds per step, real (non-padding)
@@ -89,8 +92,9 @@ def cascade(path: Path, args: argparse.Namespace, out: Path, variant: str) -> tu
                 "kind": "sft",
                 "prompt_mode": "mixed",
                 "think_fraction": 0.3,
-                "liger": variant.endswith("liger"),
+                "liger": "liger" in variant.split("-"),
                 "padding_free": variant.endswith("padding-free"),
+                "packing": "packed" in variant.split("-"),
                 "data": MIX,
                 "train": {
                     "max_steps": args.steps,

@@ -7,6 +7,7 @@ mode), rendered with the chat template; ``prompt_mode`` chooses ``/think`` or ``
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pipeline import varlen_attention
 from pipeline.config import StageConfig, environment_problem
 from pipeline.data.sources import load_rows, row_mode
 from pipeline.stages.base import (
@@ -142,8 +144,10 @@ def run(ctx: StageContext[Config]) -> StageResult:
         peft_config=peft_config(cfg.lora),
         callbacks=[metrics, *ctx.callbacks],
     )
+    flattened = cfg.packing or cfg.padding_free  # one row of conversations per batch: varlen attention
     t0 = time.monotonic()
-    output = trainer.train(resume_from_checkpoint=resume_point(ctx))
+    with varlen_attention.selected(model) if flattened else contextlib.nullcontext():
+        output = trainer.train(resume_from_checkpoint=resume_point(ctx))
     summary = train_summary(trainer, metrics, output, time.monotonic() - t0)
     summary["rows"] = len(dataset)
     save_trained(trainer, tokenizer, ctx.final_dir)

@@ -1,0 +1,125 @@
+"""Attention over flattened batches: each conversation attends only to itself, at the cost of its own length.
+
+A padding-free or packed SFT batch is one row of concatenated conversations whose position ids restart at
+each (TRL's collator also hands the boundaries over as ``cu_seq_lens_q``/``cu_seq_lens_k``). With SDPA,
+transformers turns that row into a block-diagonal mask over the whole row and computes every masked
+block: attention costs the square of the batch's tokens, not the sum of each conversation's square, and
+the packed batches that would fill a GPU are slower than padded ones. FlashAttention's variable-length
+kernel computes only the diagonal blocks; transformers reaches it through the flash-attn package or a
+kernel downloaded from the Hub, neither of which a machine may have, while PyTorch (2.10 and later) ships
+the same kernel as ``torch.nn.attention.varlen.varlen_attn`` — which nothing in transformers calls. This
+module is that glue: an attention function registered with transformers' ``AttentionInterface`` and a
+context manager that selects it for a training run.
+
+Where the kernel cannot run (CPU, float32 weights, an older PyTorch) the same function attends
+conversation by conversation with SDPA: exact, and the reference the kernel is tested against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+NAME = "cascade_varlen"  # the name under transformers' AttentionInterface
+_HALF = ("float16", "bfloat16")
+
+
+@functools.cache
+def _kernel() -> tuple[Any, frozenset[str]] | None:
+    """PyTorch's varlen FlashAttention and the keyword arguments this version takes, or None without it."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return varlen_attn, frozenset(inspect.signature(varlen_attn).parameters)
+
+
+def kernel_applies(query: Any) -> bool:
+    """Whether the FlashAttention kernel can take these queries (CUDA, half precision, kernel present)."""
+    return _kernel() is not None and query.is_cuda and str(query.dtype).rsplit(".", 1)[-1] in _HALF
+
+
+def _repeat_heads(x: Any, times: int) -> Any:
+    return x if times == 1 else x.repeat_interleave(times, dim=1)
+
+
+def attention(
+    module: Any,
+    query: Any,
+    key: Any,
+    value: Any,
+    attention_mask: Any,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    sliding_window: int | None = None,
+    **kwargs: Any,
+) -> tuple[Any, None]:
+    """transformers' attention signature: query ``(1, heads, tokens, dim)``, key/value ``(1, kv_heads,
+    tokens, dim)``; returns ``(1, tokens, heads, dim)``. Causal within each conversation of the row."""
+    import torch
+
+    bounds = kwargs.get("cu_seq_lens_q")
+    if bounds is None or query.shape[0] != 1:
+        raise RuntimeError(
+            f"attention '{NAME}' takes flattened batches only (one row with cu_seq_lens_q); "
+            "it is selected by pipeline.varlen_attention.selected() around such training"
+        )
+    if dropout or sliding_window or kwargs.get("softcap") is not None:
+        raise NotImplementedError(f"attention '{NAME}' has no dropout, sliding window or soft-capping")
+    groups = query.shape[1] // key.shape[1]
+    if kernel_applies(query):
+        fn, params = _kernel()  # type: ignore[misc]
+        q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim)
+        options: dict[str, Any] = {"scale": scaling} if "scale" in params else {}
+        if "enable_gqa" in params:
+            options["enable_gqa"] = groups > 1
+        else:
+            k, v = _repeat_heads(k.transpose(0, 1), groups).transpose(0, 1), _repeat_heads(
+                v.transpose(0, 1), groups
+            ).transpose(0, 1)
+        if "window_size" in params:
+            options["window_size"] = (-1, 0)  # causal
+        else:
+            options["is_causal"] = True
+        top = int(kwargs.get("max_length_q") or int((bounds[1:] - bounds[:-1]).max()))
+        out = fn(q, k, v, bounds, kwargs.get("cu_seq_lens_k", bounds), top, top, **options)
+        return out.unsqueeze(0), None
+    k, v = _repeat_heads(key, groups), _repeat_heads(value, groups)
+    edges = bounds.tolist()
+    parts = [
+        torch.nn.functional.scaled_dot_product_attention(
+            query[:, :, a:b], k[:, :, a:b], v[:, :, a:b], is_causal=True, scale=scaling
+        )
+        for a, b in zip(edges[:-1], edges[1:], strict=True)
+        if b > a
+    ]
+    return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+
+
+def register() -> None:
+    """Make ``NAME`` a valid ``attn_implementation`` (idempotent). No mask function is registered: the
+    model then builds no block-diagonal mask, and the boundaries come from the batch."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(NAME, attention)
+
+
+@contextlib.contextmanager
+def selected(model: Any) -> Iterator[None]:
+    """Run the model with ``NAME`` attention inside the block, restoring its implementation after (the
+    saved checkpoint and later stages load with the usual one)."""
+    register()
+    config = model.config
+    before = config._attn_implementation
+    model.set_attn_implementation(NAME)
+    log.info("attention: %s for flattened batches (was %s)", NAME, before)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(before)
