@@ -40,13 +40,19 @@ def _kernel() -> tuple[Any, frozenset[str]] | None:
     return varlen_attn, frozenset(inspect.signature(varlen_attn).parameters)
 
 
+def _compute_dtype(query: Any) -> Any:
+    """The dtype attention runs in: autocast's where it is on (SDPA is on its lower-precision list, and
+    RoPE hands over float32 queries under autocast), else the queries' own."""
+    import torch
+
+    if query.is_cuda and torch.is_autocast_enabled("cuda"):
+        return torch.get_autocast_dtype("cuda")
+    return query.dtype
+
+
 def kernel_applies(query: Any) -> bool:
     """Whether the FlashAttention kernel can take these queries (CUDA, half precision, kernel present)."""
-    return _kernel() is not None and query.is_cuda and str(query.dtype).rsplit(".", 1)[-1] in _HALF
-
-
-def _repeat_heads(x: Any, times: int) -> Any:
-    return x if times == 1 else x.repeat_interleave(times, dim=1)
+    return _kernel() is not None and query.is_cuda and str(_compute_dtype(query)).rsplit(".", 1)[-1] in _HALF
 
 
 def attention(
@@ -75,22 +81,22 @@ def attention(
     groups = query.shape[1] // key.shape[1]
     if kernel_applies(query):
         fn, params = _kernel()  # type: ignore[misc]
-        q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim)
+        dtype = _compute_dtype(query)
+        # (tokens, heads, dim) views of the (1, heads, tokens, dim) inputs
+        q, k, v = (t[0].transpose(0, 1).to(dtype).contiguous() for t in (query, key, value))
         options: dict[str, Any] = {"scale": scaling} if "scale" in params else {}
         if "enable_gqa" in params:
             options["enable_gqa"] = groups > 1
-        else:
-            k, v = _repeat_heads(k.transpose(0, 1), groups).transpose(0, 1), _repeat_heads(
-                v.transpose(0, 1), groups
-            ).transpose(0, 1)
-        if "window_size" in params:
-            options["window_size"] = (-1, 0)  # causal
-        else:
+        elif groups > 1:  # query head h reads key/value head h // groups
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        if "is_causal" in params:
             options["is_causal"] = True
+        else:
+            options["window_size"] = (-1, 0)  # causal
         top = int(kwargs.get("max_length_q") or int((bounds[1:] - bounds[:-1]).max()))
         out = fn(q, k, v, bounds, kwargs.get("cu_seq_lens_k", bounds), top, top, **options)
         return out.unsqueeze(0), None
-    k, v = _repeat_heads(key, groups), _repeat_heads(value, groups)
+    k, v = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
     edges = bounds.tolist()
     parts = [
         torch.nn.functional.scaled_dot_product_attention(

@@ -75,18 +75,22 @@ def test_a_batch_without_boundaries_is_refused_not_attended_across() -> None:
 
 
 @pytest.mark.gpu
-def test_kernel_matches_the_reference_in_bf16() -> None:
-    """The FlashAttention kernel, forward and backward, against conversation-by-conversation SDPA."""
+@pytest.mark.parametrize(("dtype", "autocast"), [(torch.bfloat16, False), (torch.float32, True)])
+def test_kernel_matches_the_reference(dtype: torch.dtype, autocast: bool) -> None:
+    """The FlashAttention kernel, forward and backward, against conversation-by-conversation SDPA in float32;
+    under autocast (float32 queries, as RoPE hands them over) it runs in bf16 as SDPA would."""
     lengths, heads, kv_heads, dim = [37, 200, 5, 90], 8, 2, 64
     total = sum(lengths)
     bounds = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
     torch.manual_seed(0)
-    q = torch.randn(1, heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    k = torch.randn(1, kv_heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    v = torch.randn(1, kv_heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    assert varlen_attention.kernel_applies(q)
+    q = torch.randn(1, heads, total, dim, device="cuda", dtype=dtype, requires_grad=True)
+    k = torch.randn(1, kv_heads, total, dim, device="cuda", dtype=dtype, requires_grad=True)
+    v = torch.randn(1, kv_heads, total, dim, device="cuda", dtype=dtype, requires_grad=True)
     kw = {"cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds, "max_length_q": 200, "max_length_k": 200}
-    fast, _ = varlen_attention.attention(None, q, k, v, None, scaling=dim**-0.5, **kw)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        assert varlen_attention.kernel_applies(q)
+        fast, _ = varlen_attention.attention(None, q, k, v, None, scaling=dim**-0.5, **kw)
+    assert fast.dtype == torch.bfloat16
     fast.float().square().sum().backward()
     grads = [t.grad.clone() for t in (q, k, v)]
     for t in (q, k, v):
