@@ -93,7 +93,7 @@ def _tokens(tokens: Tokens, unknown: bool = True) -> str:
     parts = [
         f"{label} ≤ {_count(value)} tokens"
         for label, value in (
-            ("trains on", tokens.trained + tokens.rl_trained),
+            ("trains on", tokens.trained + tokens.packed + tokens.rl_trained),
             ("generates", tokens.generated),
             ("judge reads", tokens.scored),
         )
@@ -125,7 +125,8 @@ def _totals(estimate: PlanEstimate) -> list[str]:
     shares = gpu.shares(estimate.params or 0)
     lines = [
         f"estimate on {gpu.name} ({gpu.peak_flops / 1e12:.0f} TFLOP/s peak; shares of it at this model's size: "
-        f"{shares.train:.1%} training, {shares.rl_train:.1%} RL training, {shares.generate:.1%} generating — "
+        f"{shares.train:.1%} training ({shares.packed_train:.1%} packed), {shares.rl_train:.1%} RL training, "
+        f"{shares.generate:.1%} generating — "
         f"{shares.source}; pipeline/estimate.py):",
         f"  baseline evaluation: {_tokens(estimate.baseline)} → {_hours(estimate.baseline_hours, gpu.name)}",
     ]

@@ -35,6 +35,7 @@ class Shares:
 
     params: float
     train: float  # SFT and reward-model steps (and a judge's batched forward pass)
+    packed_train: float  # SFT steps on packed batches (rows filled with conversations up to max_length)
     rl_train: float  # the training part of a GRPO step
     generate: float  # autoregressive decoding
     source: str
@@ -66,7 +67,8 @@ class GPU:
             return x + w * (y - x)
 
         return Shares(
-            params, mix(a.train, b.train), mix(a.rl_train, b.rl_train), mix(a.generate, b.generate),
+            params, mix(a.train, b.train), mix(a.packed_train, b.packed_train), mix(a.rl_train, b.rl_train),
+            mix(a.generate, b.generate),
             f"interpolated between {a.source} and {b.source}",
         )  # fmt: skip
 
@@ -74,14 +76,15 @@ class GPU:
 # The one table of throughput constants. Peaks: NVIDIA's data sheets (H100 SXM and H200 SXM, 989 TFLOP/s
 # dense BF16). Shares (share = tokens/s × FLOPs per token / peak):
 #   - at 354.5M parameters, measured on one H100 (docs/results/performance.md): SFT 0.74% (3,452 real
-#     tokens/s, padded batches, the default), the training part of a GRPO step 3.7%, decoding 1.5% (64
-#     rollouts × ~240 tokens in 0.73 s with the compiled engine); launch-bound, as that page says;
-#   - at 8B, assumed and not measured: 35% training (what dense models of that size commonly reach under
-#     DeepSpeed ZeRO-3 on H100s) and 5% decoding. Replace with a measurement when there is one.
+#     tokens/s, padded batches of 16 conversations, the default), SFT on packed batches 7.1% (32,852 real
+#     tokens/s, 16 rows of 1,024 tokens, varlen attention), the training part of a GRPO step 3.7%, decoding
+#     1.5% (64 rollouts × ~240 tokens in 0.73 s with the compiled engine);
+#   - at 8B, assumed and not measured: 35% training, packed or not (what dense models of that size commonly
+#     reach under DeepSpeed ZeRO-3 on H100s) and 5% decoding. Replace with a measurement when there is one.
 # The H200 has the H100's compute; its figures are the H100's until measured there.
 _H100 = (
-    Shares(354.5e6, 0.0074, 0.037, 0.015, "355M (measured on one H100, docs/results/performance.md)"),
-    Shares(8e9, 0.35, 0.35, 0.05, "8B (assumed, not measured)"),
+    Shares(354.5e6, 0.0074, 0.071, 0.037, 0.015, "355M (measured on one H100, docs/results/performance.md)"),
+    Shares(8e9, 0.35, 0.35, 0.35, 0.05, "8B (assumed, not measured)"),
 )
 THROUGHPUT: dict[str, GPU] = {"H100": GPU("H100", 989e12, _H100), "H200": GPU("H200", 989e12, _H100)}
 DEFAULT_GPU = "H100"
@@ -107,6 +110,7 @@ class Tokens:
     """Tokens of a piece of work by kind of computation, and the parts that could not be counted."""
 
     trained: int = 0  # SFT and reward-model training
+    packed: int = 0  # SFT training on packed batches
     rl_trained: int = 0  # the training part of GRPO steps (on the completions)
     generated: int = 0
     scored: int = 0  # read by a frozen judge (a reward model scoring completions)
@@ -115,6 +119,7 @@ class Tokens:
     def __add__(self, other: Tokens) -> Tokens:
         return Tokens(
             self.trained + other.trained,
+            self.packed + other.packed,
             self.rl_trained + other.rl_trained,
             self.generated + other.generated,
             self.scored + other.scored,
@@ -215,6 +220,8 @@ def stage_tokens(name: str, stage: StageConfig, world: int) -> Tokens:
         return Tokens(rl_trained=generated, generated=generated, scored=generated if judged else 0)
     sequences = steps * t.batch_size * t.grad_accum * world
     per_sequence = 2 * t.max_length if stage.kind == "reward_model" else t.max_length  # a pair: two answers
+    if getattr(stage, "packing", False):
+        return Tokens(packed=sequences * per_sequence)
     return Tokens(trained=sequences * per_sequence)
 
 
@@ -321,6 +328,7 @@ def gpu_hours(tokens: Tokens, params: int, judge_params: int, gpu: GPU) -> float
     own, judge = gpu.shares(params), gpu.shares(judge_params)
     seconds = (
         TRAIN_FLOPS * params * tokens.trained / (gpu.peak_flops * own.train)
+        + TRAIN_FLOPS * params * tokens.packed / (gpu.peak_flops * own.packed_train)
         + TRAIN_FLOPS * params * tokens.rl_trained / (gpu.peak_flops * own.rl_train)
         + FORWARD_FLOPS * params * tokens.generated / (gpu.peak_flops * own.generate)
         + FORWARD_FLOPS * judge_params * tokens.scored / (gpu.peak_flops * judge.train)

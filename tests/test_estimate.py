@@ -84,6 +84,9 @@ MATH = {"source": "builtin:math", "size": 64}
          Tokens(trained=10 * 4 * 2 * 100)),
         ({"kind": "sft", "train": {"max_steps": 10, "batch_size": 4, "grad_accum": 2, "max_length": 100}}, 8,
          Tokens(trained=10 * 4 * 2 * 8 * 100)),
+        # packed rows are full: max_length tokens each, at the packed share
+        ({"kind": "sft", "packing": True, "train": {"max_steps": 10, "batch_size": 4, "max_length": 100}}, 1,
+         Tokens(packed=10 * 4 * 100)),
         # epochs over 64 rows at 16 rows per step: 4 steps an epoch
         ({"kind": "sft", "train": {"epochs": 2, "batch_size": 16, "max_length": 10}}, 1, Tokens(trained=8 * 16 * 10)),
         # a reward model reads two answers per pair
@@ -118,10 +121,11 @@ def test_epochs_over_a_hub_dataset_are_not_counted() -> None:
 
 def test_gpu_hours_follow_the_flop_counts() -> None:
     gpu = THROUGHPUT["H100"]
-    params, tokens = 1_000_000_000, Tokens(trained=1000, rl_trained=500, generated=2000, scored=3000)
+    params, tokens = 1_000_000_000, Tokens(trained=1000, packed=700, rl_trained=500, generated=2000, scored=3000)
     own, judge = gpu.shares(params), gpu.shares(5 * params)
     expected = (
         6 * params * 1000 / (gpu.peak_flops * own.train)
+        + 6 * params * 700 / (gpu.peak_flops * own.packed_train)
         + 6 * params * 500 / (gpu.peak_flops * own.rl_train)
         + 2 * params * 2000 / (gpu.peak_flops * own.generate)
         + 2 * 5 * params * 3000 / (gpu.peak_flops * judge.train)
