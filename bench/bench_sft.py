@@ -81,8 +81,10 @@ def plain_trl(path: Path, args: argparse.Namespace, out: Path) -> tuple[float, f
     return seconds, float(trainer.state.num_input_tokens_seen), float(sum(batches[: args.steps])), args.steps
 
 
-def cascade(path: Path, args: argparse.Namespace, out: Path, variant: str) -> tuple[float, float, float, int]:
-    recipe = {
+def cascade_recipe(path: Path, args: argparse.Namespace, out: Path, variant: str) -> dict[str, Any]:
+    """The one-stage recipe of a Cascade variant: ``cascade`` with ``-padding-free``, ``-packed``, ``-liger``."""
+    flags = variant.split("-")
+    return {
         "run": {"name": "bench-sft", "output_dir": str(out), "seed": 0},
         "model": {"name_or_path": str(path)},
         "tracking": {"backend": "none"},
@@ -92,9 +94,9 @@ def cascade(path: Path, args: argparse.Namespace, out: Path, variant: str) -> tu
                 "kind": "sft",
                 "prompt_mode": "mixed",
                 "think_fraction": 0.3,
-                "liger": "liger" in variant.split("-"),
+                "liger": "liger" in flags,
                 "padding_free": variant.endswith("padding-free"),
-                "packing": "packed" in variant.split("-"),
+                "packing": "packed" in flags,
                 "data": MIX,
                 "train": {
                     "max_steps": args.steps,
@@ -107,7 +109,10 @@ def cascade(path: Path, args: argparse.Namespace, out: Path, variant: str) -> tu
             }
         },
     }
-    summary = run_stage(recipe, "sft", str(path))
+
+
+def cascade(path: Path, args: argparse.Namespace, out: Path, variant: str) -> tuple[float, float, float, int]:
+    summary = run_stage(cascade_recipe(path, args, out, variant), "sft", str(path))
     return float(summary["train_wall_s"]), float(summary["tokens"]), float("nan"), int(summary["steps"])
 
 
