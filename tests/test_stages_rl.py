@@ -591,3 +591,32 @@ def test_sft_padding_free_batches_give_the_padded_losses(tmp_path: Path, base_mo
     assert flat["tokens"] == padded["tokens"]  # the same real tokens
     assert flat["final_loss"] == pytest.approx(padded["final_loss"], rel=1e-4)
     assert flat["train_loss"] == pytest.approx(padded["train_loss"], rel=1e-4)
+
+
+def test_sft_packed_rows_attend_per_conversation_under_gradient_checkpointing(
+    tmp_path: Path, base_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Packed rows (several conversations each) reach the varlen attention with their boundaries, also
+    through gradient checkpointing's recomputation, and train to a finite loss."""
+    import math
+
+    from pipeline import varlen_attention
+
+    conversations_per_row: list[int] = []
+    original = varlen_attention.attention
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        conversations_per_row.append(kwargs["cu_seq_lens_q"].numel() - 1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(varlen_attention, "attention", spy)
+    stage = {
+        "kind": "sft",
+        "packing": True,
+        "data": [{"source": "builtin:math", "size": 48}],
+        "train": {"max_steps": 2, "batch_size": 2, "max_length": 256, "gradient_checkpointing": True,
+                  "learning_rate": 1e-3, "logging_steps": 1},
+    }  # fmt: skip
+    summary = run_stage(make_ctx(tmp_path, base_model, {"sft": stage}, "sft"))
+    assert conversations_per_row and max(conversations_per_row) > 2  # two rows, each holding several
+    assert math.isfinite(summary["final_loss"])
