@@ -89,12 +89,16 @@ def main() -> None:
     averages = found["profile"].key_averages()
     gpu = torch.cuda.is_available()
     per_step_ms = 1000 * found["wall_s"] / args.active
-    print(f"variant {args.variant}, batch {args.batch}, max_length {args.max_length}: {per_step_ms:.1f} ms a step")
+    print(
+        f"variant {args.variant}, batch {args.batch}, max_length {args.max_length}: {per_step_ms:.1f} ms a step"
+    )
     if gpu:
         kernel_ms = sum(device_time(e) for e in averages) / 1000 / args.active
         kernels = sum(e.count for e in averages if device_time(e) > 0) / args.active
-        print(f"GPU kernel time {kernel_ms:.1f} ms a step ({kernel_ms / per_step_ms:.0%} of the wall), "
-              f"{kernels:.0f} operators with GPU time a step")
+        print(
+            f"GPU kernel time {kernel_ms:.1f} ms a step ({kernel_ms / per_step_ms:.0%} of the wall), "
+            f"{kernels:.0f} operators with GPU time a step"
+        )
     sort = "self_cuda_time_total" if gpu else "self_cpu_time_total"
     print(averages.table(sort_by=sort, row_limit=args.rows))
 

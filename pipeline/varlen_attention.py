@@ -11,8 +11,9 @@ the same kernel as ``torch.nn.attention.varlen.varlen_attn`` — which nothing i
 module is that glue: an attention function registered with transformers' ``AttentionInterface`` and a
 context manager that selects it for a training run.
 
-Where the kernel cannot run (CPU, float32 weights, an older PyTorch) the same function attends
-conversation by conversation with SDPA: exact, and the reference the kernel is tested against.
+Where the kernel cannot run (CPU, a GPU older than Ampere, float32 without autocast, an older PyTorch) the
+same function attends conversation by conversation with SDPA: exact, and the reference the kernel is
+tested against.
 """
 
 from __future__ import annotations
@@ -50,9 +51,27 @@ def _compute_dtype(query: Any) -> Any:
     return query.dtype
 
 
+def flash_capable(capability: tuple[int, int]) -> bool:
+    """Whether a GPU of this compute capability runs PyTorch's FlashAttention kernels (Ampere and later)."""
+    return capability >= (8, 0)
+
+
+@functools.cache
+def _device_capable(index: int) -> bool:
+    import torch
+
+    return flash_capable(torch.cuda.get_device_capability(index))
+
+
 def kernel_applies(query: Any) -> bool:
-    """Whether the FlashAttention kernel can take these queries (CUDA, half precision, kernel present)."""
-    return _kernel() is not None and query.is_cuda and str(_compute_dtype(query)).rsplit(".", 1)[-1] in _HALF
+    """Whether the FlashAttention kernel can take these queries (an Ampere or later GPU, half precision,
+    the kernel present); elsewhere attention goes conversation by conversation."""
+    return (
+        _kernel() is not None
+        and query.is_cuda
+        and _device_capable(query.device.index or 0)
+        and str(_compute_dtype(query)).rsplit(".", 1)[-1] in _HALF
+    )
 
 
 def attention(

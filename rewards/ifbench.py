@@ -19,8 +19,8 @@ import contextlib
 import functools
 import logging
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from rewards import stats

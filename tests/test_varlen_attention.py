@@ -74,6 +74,14 @@ def test_a_batch_without_boundaries_is_refused_not_attended_across() -> None:
         model(input_ids=torch.tensor([[1, 2, 3]]))
 
 
+@pytest.mark.parametrize(
+    ("capability", "capable"),
+    [((7, 0), False), ((7, 5), False), ((8, 0), True), ((8, 9), True), ((9, 0), True), ((10, 0), True)],
+)
+def test_the_kernel_needs_ampere_or_later(capability: tuple[int, int], capable: bool) -> None:
+    assert varlen_attention.flash_capable(capability) is capable
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize(("dtype", "autocast"), [(torch.bfloat16, False), (torch.float32, True)])
 def test_kernel_matches_the_reference(dtype: torch.dtype, autocast: bool) -> None:
