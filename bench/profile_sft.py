@@ -26,34 +26,53 @@ from bench.shapes import add_model_arguments, build  # noqa: E402
 from bench.stage import announce, run_stage  # noqa: E402
 
 
-def profiler_callback(skip: int, active: int) -> tuple[Any, dict[str, Any]]:
-    """A trainer callback that profiles steps ``skip + 1`` … ``skip + active``; what it found lands in the
-    returned mapping (``profile``, ``wall_s``)."""
-    import torch
-    from transformers import TrainerCallback
+class StepProfiler:
+    """Profiles steps ``skip + 1`` … ``skip + active`` of a training run; ``callback()`` goes to the trainer,
+    and after the run ``profile`` holds what was recorded and ``wall_s`` the steps' wall time."""
 
-    found: dict[str, Any] = {}
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if torch.cuda.is_available():
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    def __init__(self, skip: int, active: int):
+        import torch
 
-    class Profile(TrainerCallback):
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if state.global_step == skip:
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                found["profile"] = torch.profiler.profile(activities=activities)
-                found["profile"].__enter__()
-                found["start"] = time.perf_counter()
+        self.skip, self.active = skip, active
+        self.activities = [torch.profiler.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            self.activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self.profile: Any = None
+        self.wall_s: float | None = None
+        self._start: float | None = None
 
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if state.global_step == skip + active and "start" in found:
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                found["wall_s"] = time.perf_counter() - found.pop("start")
-                found["profile"].__exit__(None, None, None)
+    def _begin(self, step: int) -> None:
+        import torch
 
-    return Profile(), found
+        if step == self.skip:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.profile = torch.profiler.profile(activities=self.activities)
+            self.profile.__enter__()
+            self._start = time.perf_counter()
+
+    def _end(self, step: int) -> None:
+        import torch
+
+        if step == self.skip + self.active and self._start is not None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.wall_s, self._start = time.perf_counter() - self._start, None
+            self.profile.__exit__(None, None, None)
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        profiler = self
+
+        class Profile(TrainerCallback):
+            def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                profiler._begin(state.global_step)
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                profiler._end(state.global_step)
+
+        return Profile()
 
 
 def device_time(event: Any) -> float:
@@ -81,14 +100,15 @@ def main() -> None:
 
     path = build(args.shape, Path(args.model_dir))
     announce(args.shape, path)
-    callback, found = profiler_callback(args.skip, args.active)
+    profiler = StepProfiler(args.skip, args.active)
     with tempfile.TemporaryDirectory() as tmp:
-        run_stage(cascade_recipe(path, args, Path(tmp), args.variant), "sft", str(path), callbacks=[callback])
-    if "wall_s" not in found:
+        recipe = cascade_recipe(path, args, Path(tmp), args.variant)
+        run_stage(recipe, "sft", str(path), callbacks=[profiler.callback()])
+    if profiler.wall_s is None:
         raise SystemExit("the profiled steps did not run (fewer steps than --skip + --active?)")
-    averages = found["profile"].key_averages()
+    averages = profiler.profile.key_averages()
     gpu = torch.cuda.is_available()
-    per_step_ms = 1000 * found["wall_s"] / args.active
+    per_step_ms = 1000 * profiler.wall_s / args.active
     print(
         f"variant {args.variant}, batch {args.batch}, max_length {args.max_length}: {per_step_ms:.1f} ms a step"
     )

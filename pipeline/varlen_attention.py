@@ -96,7 +96,7 @@ def attention(
             "it is selected by pipeline.varlen_attention.selected() around such training"
         )
     if dropout or sliding_window or kwargs.get("softcap") is not None:
-        raise NotImplementedError(f"attention '{NAME}' has no dropout, sliding window or soft-capping")
+        raise ValueError(f"attention '{NAME}' supports no attention dropout, sliding window or soft-capping")
     groups = query.shape[1] // key.shape[1]
     if kernel_applies(query):
         fn, params = _kernel()  # type: ignore[misc]
