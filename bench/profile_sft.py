@@ -83,6 +83,14 @@ def device_time(event: Any) -> float:
     return 0.0
 
 
+def on_device(event: Any) -> bool:
+    """Whether an averaged event is the GPU's own work (a kernel, a copy), not the operator that launched
+    it: an operator's self GPU time is its kernels' time, so summing both would count every kernel twice."""
+    from torch.autograd import DeviceType
+
+    return event.device_type != DeviceType.CPU
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap, "qwen3-0.6b-body")
@@ -113,11 +121,12 @@ def main() -> None:
         f"variant {args.variant}, batch {args.batch}, max_length {args.max_length}: {per_step_ms:.1f} ms a step"
     )
     if gpu:
-        kernel_ms = sum(device_time(e) for e in averages) / 1000 / args.active
-        kernels = sum(e.count for e in averages if device_time(e) > 0) / args.active
+        work = [e for e in averages if on_device(e)]
+        kernel_ms = sum(device_time(e) for e in work) / 1000 / args.active
+        kernels = sum(e.count for e in work) / args.active
         print(
             f"GPU kernel time {kernel_ms:.1f} ms a step ({kernel_ms / per_step_ms:.0%} of the wall), "
-            f"{kernels:.0f} operators with GPU time a step"
+            f"{kernels:.0f} kernels and copies a step"
         )
     sort = "self_cuda_time_total" if gpu else "self_cpu_time_total"
     print(averages.table(sort_by=sort, row_limit=args.rows))

@@ -122,8 +122,10 @@ class UnscoredError(ConfigError):
 
 def score_samples(
     bench: BenchmarkConfig, reward: Any, rows: list[dict[str, Any]], completions: list[list[str]]
-) -> list[list[float]]:
-    """Scores per prompt per sample, from the benchmark's reward called on all samples at once."""
+) -> list[list[float | None]]:
+    """Scores per prompt per sample, from the benchmark's reward called on all samples at once; None for a
+    sample the scorer could not score (within ``max_unscored``): it is left out of the score, not counted
+    as wrong."""
     flat_rows = [row for row, comps in zip(rows, completions, strict=True) for _ in comps]
     flat = [c for comps in completions for c in comps]
     columns: dict[str, list[Any]] = {}
@@ -137,7 +139,7 @@ def score_samples(
             f"scorer '{bench.scorer.reward}' left {unscored} of {len(raw)} samples unscored (more than "
             f"max_unscored={bench.max_unscored:g}); its rows lack what the scorer reads or its checkers cannot run"
         )
-    scores = [float(s) if s is not None else 0.0 for s in raw]
+    scores = [float(s) if s is not None else None for s in raw]
     out, i = [], 0
     for comps in completions:
         out.append(scores[i : i + len(comps)])
@@ -145,22 +147,37 @@ def score_samples(
     return out
 
 
-def aggregate(bench: BenchmarkConfig, per_prompt: list[list[float]]) -> dict[str, Any]:
-    """score (mean over prompts), stderr, n and pass@k from per-sample scores."""
-    thr = bench.scorer.threshold
+def prompt_score(bench: BenchmarkConfig, scores: list[float | None]) -> float | None:
+    """One prompt's score from its samples' (accuracy: the share at or above the threshold; otherwise the
+    mean), over the scored samples only; None when none was scored."""
+    scored = [s for s in scores if s is not None]
+    if not scored:
+        return None
     if bench.scorer.metric == "accuracy":
-        values = [sum(s >= thr for s in ss) / len(ss) for ss in per_prompt]
-    else:
-        values = [sum(ss) / len(ss) for ss in per_prompt]
+        return sum(s >= bench.scorer.threshold for s in scored) / len(scored)
+    return sum(scored) / len(scored)
+
+
+def aggregate(bench: BenchmarkConfig, per_prompt: list[list[float | None]]) -> dict[str, Any]:
+    """score (mean over prompts), stderr, n and pass@k from per-sample scores. Unscored samples are left
+    out (a prompt none of whose samples was scored leaves ``n``), and ``unscored`` counts them."""
+    thr = bench.scorer.threshold
+    values = [v for v in (prompt_score(bench, ss) for ss in per_prompt) if v is not None]
     n = len(values)
     mean, stderr = mean_stderr(values)
-    record: dict[str, Any] = {"score": mean, "stderr": stderr, "n": n}
+    record: dict[str, Any] = {"score": mean if n else None, "stderr": stderr if n else None, "n": n}
+    unscored = sum(s is None for ss in per_prompt for s in ss)
+    if unscored:
+        record["unscored"] = unscored
     k_samples = bench.generation.n
     if bench.scorer.metric == "accuracy" and k_samples > 1:
         ks = sorted({1, k_samples, *[2**i for i in range(1, 8) if 2**i < k_samples]})
-        record["pass_at_k"] = {
-            str(k): sum(pass_at_k(len(ss), sum(s >= thr for s in ss), k) for ss in per_prompt) / n for k in ks
-        }
+        scored = [[s for s in ss if s is not None] for ss in per_prompt]
+        record["pass_at_k"] = {}
+        for k in ks:
+            estimates = [pass_at_k(len(ss), sum(s >= thr for s in ss), k) for ss in scored if len(ss) >= k]
+            if estimates:
+                record["pass_at_k"][str(k)] = sum(estimates) / len(estimates)
     return record
 
 
@@ -292,11 +309,9 @@ def run_benchmark(
                 "id": row["id"],
                 "prompt": _prompt_text(row),
                 "completions": comps,
-                "scores": [round(s, 4) for s in ss],
-                "correct": [s >= thr for s in ss],
-                "score": (sum(s >= thr for s in ss) / len(ss))
-                if bench.scorer.metric == "accuracy"
-                else sum(ss) / len(ss),
+                "scores": [None if s is None else round(s, 4) for s in ss],
+                "correct": [None if s is None else s >= thr for s in ss],
+                "score": prompt_score(bench, ss),
             }
             for row, comps, ss in zip(rows, completions, per_prompt, strict=True)
         ],
@@ -357,7 +372,12 @@ def _select(
             [s["id"] for s in samples], generate, k=cfg.k, rounds=cfg.rounds, seed=seed,
             max_summary_chars=cfg.max_summary_chars, template=cfg.template,
         )  # fmt: skip
-    correct = [s["correct"] for s in samples]
+    unscored = sum(c is None for s in samples for c in s["correct"])
+    if unscored:
+        log.warning(
+            "benchmark %s: %d unscored samples count as incorrect in its selection modes", name, unscored
+        )
+    correct = [[bool(c) for c in s["correct"]] for s in samples]
     generated = Generated(record["tokens"], gen_seconds)
     modes, per_prompt, skipped = heavy_record(bench.selection, correct, generated, grouping, selected, cost)
     for sample, fields in zip(samples, per_prompt, strict=True):

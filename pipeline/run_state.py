@@ -126,6 +126,7 @@ class BenchmarkScore(_Json):
     isolation: str | None = None  # how the code sandbox isolated the programs it scored (code benchmarks)
     primary: str | None = None  # None: pass@1 (ledgers of benchmarks without selection)
     modes: dict[str, ModeScore] | None = None
+    unscored: int | None = None  # samples the scorer could not score, left out of score and n
 
     _NULLABLE = ("score", "stderr", "n", "domain", "metric")
     _READERS = {"modes": read_modes}
@@ -140,7 +141,7 @@ class BenchmarkScore(_Json):
     @classmethod
     def of_record(cls, record: Mapping[str, Any]) -> BenchmarkScore:
         """The summary of one benchmark record of an eval file."""
-        keys = ("score", "stderr", "n", "domain", "metric", "isolation", "primary")
+        keys = ("score", "stderr", "n", "domain", "metric", "isolation", "primary", "unscored")
         values: dict[str, Any] = {k: record.get(k) for k in keys}
         modes = record.get("modes")
         if isinstance(modes, Mapping) and modes:

@@ -74,6 +74,20 @@ def kernel_applies(query: Any) -> bool:
     )
 
 
+def kernel_usable(model: Any, half: str | None) -> bool:
+    """Whether flattened batches of ``model``, trained in the half-precision dtype ``half`` (None: fp32),
+    would reach the kernel on this process's GPU: the condition under which they are the default."""
+    import torch
+
+    return (
+        half in _HALF
+        and _kernel() is not None
+        and torch.cuda.is_available()
+        and _device_capable(torch.cuda.current_device())
+        and bool(getattr(model, "_supports_attention_backend", False))
+    )
+
+
 def attention(
     module: Any,
     query: Any,

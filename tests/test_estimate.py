@@ -121,7 +121,10 @@ def test_epochs_over_a_hub_dataset_are_not_counted() -> None:
 
 def test_gpu_hours_follow_the_flop_counts() -> None:
     gpu = THROUGHPUT["H100"]
-    params, tokens = 1_000_000_000, Tokens(trained=1000, packed=700, rl_trained=500, generated=2000, scored=3000)
+    params, tokens = (
+        1_000_000_000,
+        Tokens(trained=1000, packed=700, rl_trained=500, generated=2000, scored=3000),
+    )
     own, judge = gpu.shares(params), gpu.shares(5 * params)
     expected = (
         6 * params * 1000 / (gpu.peak_flops * own.train)

@@ -620,3 +620,24 @@ def test_sft_packed_rows_attend_per_conversation_under_gradient_checkpointing(
     summary = run_stage(make_ctx(tmp_path, base_model, {"sft": stage}, "sft"))
     assert conversations_per_row and max(conversations_per_row) > 2  # two rows, each holding several
     assert math.isfinite(summary["final_loss"])
+
+
+@pytest.mark.parametrize(
+    ("padding_free", "packing", "kernel", "flattened"),
+    [
+        ("auto", False, True, True),  # a GPU run the kernel takes: one row per batch
+        ("auto", False, False, False),  # CPU, fp32 or an older GPU: padded batches
+        ("auto", True, True, False),  # packed rows are already full
+        (True, False, False, True),  # the recipe's explicit choice wins both ways
+        (False, False, True, False),
+    ],
+)
+def test_padding_free_auto_follows_the_kernel(
+    monkeypatch: pytest.MonkeyPatch, padding_free: Any, packing: bool, kernel: bool, flattened: bool
+) -> None:
+    from pipeline import varlen_attention
+    from pipeline.stages import sft
+
+    monkeypatch.setattr(varlen_attention, "kernel_usable", lambda model, half: kernel)
+    cfg = sft.Config(kind="sft", padding_free=padding_free, packing=packing)
+    assert sft._padding_free(cfg, object(), object()) is flattened

@@ -82,6 +82,25 @@ def test_the_kernel_needs_ampere_or_later(capability: tuple[int, int], capable: 
     assert varlen_attention.flash_capable(capability) is capable
 
 
+@pytest.mark.parametrize("half", ["bfloat16", "float16", None])
+def test_flattened_batches_are_never_the_default_without_a_gpu(half: str | None) -> None:
+    """On CPU the exact fallback loops over conversations: padded batches stay the default there."""
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU default")
+    assert varlen_attention.kernel_usable(_model(4, 2), half) is False
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("half", "usable"), [("bfloat16", True), ("float16", True), (None, False)])
+def test_flattened_batches_are_the_default_of_half_precision_runs_on_a_gpu(
+    half: str | None, usable: bool
+) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    expected = usable and varlen_attention.flash_capable(torch.cuda.get_device_capability())
+    assert varlen_attention.kernel_usable(_model(4, 2).cuda(), half) is expected
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize(("dtype", "autocast"), [(torch.bfloat16, False), (torch.float32, True)])
 def test_kernel_matches_the_reference(dtype: torch.dtype, autocast: bool) -> None:

@@ -50,6 +50,12 @@ def _sample_score(sample: Mapping[str, Any]) -> float | None:
     return None
 
 
+def _unscored(sample: Mapping[str, Any]) -> bool:
+    """A prompt none of whose samples the scorer could score (``scores`` all null)."""
+    scores = sample.get("scores")
+    return isinstance(scores, list) and bool(scores) and all(v is None for v in scores)
+
+
 def prompt_scores(record: Mapping[str, Any]) -> dict[str, float]:
     """Per-prompt scores of one benchmark's eval record, keyed by sample id (first occurrence wins)."""
     scores: dict[str, float] = {}
@@ -57,6 +63,8 @@ def prompt_scores(record: Mapping[str, Any]) -> dict[str, float]:
     for sample in record.get("samples") or []:
         sample_id = sample.get("id")
         score = _sample_score(sample)
+        if score is None and _unscored(sample):
+            continue  # the scorer could not score it: out of the score, so out of the comparison
         if sample_id is None or score is None:
             skipped += 1
         elif str(sample_id) in scores:

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pipeline import varlen_attention
 from pipeline.config import StageConfig, environment_problem
@@ -22,6 +22,7 @@ from pipeline.stages.base import (
     MetricsCallbackFactory,
     StageContext,
     StageResult,
+    half_precision,
     make_config,
     resume_point,
     save_trained,
@@ -41,8 +42,10 @@ class Config(StageConfig):
     # per step, 14x the real tokens/s of padded batches on one H100 (docs/results/performance.md)
     packing: bool = False
     # a batch as one row of concatenated conversations (position ids restart per conversation): no padding
-    # tokens computed, the same loss, 1.23x padded batches on one H100 (one run; not yet the default)
-    padding_free: bool = False
+    # tokens computed, the same loss, 1.23x padded batches on one H100; auto: where the varlen FlashAttention
+    # kernel runs (a half-precision run on an Ampere or later GPU), padded batches elsewhere (on CPU the exact
+    # fallback attends conversation by conversation, slower than one padded batch)
+    padding_free: bool | Literal["auto"] = "auto"
     liger: bool = False  # Liger kernels (fused norms, RoPE, SwiGLU, linear cross-entropy); GPU, liger-kernel
 
     def validate(self, key: str) -> None:
@@ -135,24 +138,34 @@ def run(ctx: StageContext[Config]) -> StageResult:
         frozen_base=cfg.lora.enabled,
         model=ctx.recipe.model,
     )
+    padding_free = _padding_free(cfg, model, args)
     metrics = MetricsCallbackFactory.create(ctx)
     trainer = SFTTrainer(
         model=model,
         args=args,
-        data_collator=_padding_free_collator(tokenizer, args) if cfg.padding_free else None,
+        data_collator=_padding_free_collator(tokenizer, args) if padding_free else None,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config(cfg.lora),
         callbacks=[metrics, *ctx.callbacks],
     )
-    flattened = cfg.packing or cfg.padding_free  # one row of conversations per batch: varlen attention
+    flattened = cfg.packing or padding_free  # one row of conversations per batch: varlen attention
     t0 = time.monotonic()
     with varlen_attention.selected(model) if flattened else contextlib.nullcontext():
         output = trainer.train(resume_from_checkpoint=resume_point(ctx))
     summary = train_summary(trainer, metrics, output, time.monotonic() - t0)
     summary["rows"] = len(dataset)
+    summary["batches"] = "packed" if cfg.packing else "padding-free" if padding_free else "padded"
     save_trained(trainer, tokenizer, ctx.final_dir)
     return StageResult(summary)
+
+
+def _padding_free(cfg: Config, model: Any, args: Any) -> bool:
+    """Whether batches go as one row of conversations: the recipe's choice, or under ``auto`` where the
+    varlen kernel takes them (not with packing, whose rows are already full)."""
+    if cfg.padding_free != "auto":
+        return bool(cfg.padding_free)
+    return not cfg.packing and varlen_attention.kernel_usable(model, half_precision(args))
 
 
 def _padding_free_collator(tokenizer: Any, args: Any) -> Any:
