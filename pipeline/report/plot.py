@@ -150,9 +150,9 @@ def _stage_columns(ax: Any, rows: list[Mapping[str, Any]], color: Mapping[str, s
         if row.get("domain"):
             ax.axvspan(x - 0.5, x + 0.5, color=color[row["domain"]], alpha=0.09, lw=0, zorder=0)
             if labels:
-                ax.text(x, 0.985, row["domain"], transform=top, ha="center", va="top", fontsize=8.5,
-                        color=color[row["domain"]], fontweight="bold",
-                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 1})  # fmt: skip
+                # above the panel: inside it the name would cover scores near the top of the scale
+                ax.text(x, 1.01, row["domain"], transform=top, ha="center", va="bottom", fontsize=8.5,
+                        color=color[row["domain"]], fontweight="bold", clip_on=False)  # fmt: skip
         if row["discarded"]:
             ax.axvspan(x - 0.5, x + 0.5, facecolor="none", edgecolor="0.75", hatch="///", lw=0, zorder=0)
             ax.text(x, 0.015, "discarded", transform=top, ha="center", va="bottom", fontsize=8,
