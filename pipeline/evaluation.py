@@ -373,13 +373,15 @@ def _select(
             max_summary_chars=cfg.max_summary_chars, template=cfg.template,
         )  # fmt: skip
     unscored = sum(c is None for s in samples for c in s["correct"])
-    if unscored:
+    if unscored:  # a pick's correctness must be known: selection modes read an unscored sample as wrong
         log.warning(
             "benchmark %s: %d unscored samples count as incorrect in its selection modes", name, unscored
         )
     correct = [[bool(c) for c in s["correct"]] for s in samples]
     generated = Generated(record["tokens"], gen_seconds)
     modes, per_prompt, skipped = heavy_record(bench.selection, correct, generated, grouping, selected, cost)
+    if unscored:  # pass@1 stays what the plain record says: over the scored samples
+        modes["pass@1"].update(score=record["score"], stderr=record["stderr"], n=record["n"])
     for sample, fields in zip(samples, per_prompt, strict=True):
         sample.update(fields)
     record["modes"] = modes
@@ -387,7 +389,8 @@ def _select(
         record["skipped_modes"] = skipped
         for mode, why in skipped.items():
             log.warning("benchmark %s: %s skipped: %s", name, mode, why)
-    values = [s["score"] for s in metric_view(record, bench.primary)["samples"]]
+    view = metric_view(record, bench.primary)["samples"]
+    values = [s["score"] for s in view if s["score"] is not None]  # unscored prompts have none
     if values:
         primary = modes.setdefault(bench.primary, summary(values))
         record.update(primary=bench.primary, score=primary["score"], stderr=primary["stderr"])

@@ -90,3 +90,35 @@ def test_the_gate_pairs_only_prompts_scored_in_both(caplog: pytest.LogCaptureFix
     assert "ignored" not in caplog.text  # unscored prompts are expected, not malformed
     comparison = compare_records(before, after)
     assert comparison.n_paired == 2  # prompts 0 and 3
+
+
+def every_other_unscored(completions: list[Any], **columns: Any) -> list[float | None]:
+    """A scorer that cannot score every other sample and calls the rest correct."""
+    return [None if i % 2 else 1.0 for i in range(len(completions))]
+
+
+def test_selection_modes_keep_pass_at_1_over_the_scored_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With majority voting on, pass@1 (the headline) stays the plain record's score over scored samples."""
+    from pipeline.config import load_recipe
+    from pipeline.evaluation import evaluate_checkpoint
+    from pipeline.models import build_builtin_model
+    from rewards import registry
+
+    # the math scorer's name (majority voting groups answers by it), this module's scores
+    monkeypatch.setitem(registry._SPECS, "math", registry.RewardSpec("math", f"{__name__}:every_other_unscored"))
+
+    overrides = [
+        f"run.output_dir={tmp_path}", "tracking.mode=disabled", "model.builtin.tokenizer_corpus_rows=40",
+        "benchmarks.math.data.size=4", "benchmarks.math.selection=[majority]",
+        "benchmarks.math.generation.n=2", "benchmarks.math.generation.max_new_tokens=4",
+        "benchmarks.math.generation.temperature=1.0", "benchmarks.math.max_unscored=1.0",
+    ]  # fmt: skip
+    recipe = load_recipe("tiny", overrides)
+    model = build_builtin_model("builtin:tiny", recipe.model.builtin, tmp_path / "model", seed=0)
+    out = evaluate_checkpoint(recipe, str(model), ["math"], out_file=tmp_path / "e.json", stage="base", index=0)
+    math = out["benchmarks"]["math"]
+    assert math["unscored"] == 4 and math["n"] == 4  # one of each prompt's two samples
+    assert math["score"] == 1.0 and math["modes"]["pass@1"]["score"] == 1.0
+    assert all(s["scores"] == [1.0, None] and s["correct"] == [True, None] for s in math["samples"])
