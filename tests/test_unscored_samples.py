@@ -107,7 +107,9 @@ def test_selection_modes_keep_pass_at_1_over_the_scored_samples(
     from rewards import registry
 
     # the math scorer's name (majority voting groups answers by it), this module's scores
-    monkeypatch.setitem(registry._SPECS, "math", registry.RewardSpec("math", f"{__name__}:every_other_unscored"))
+    monkeypatch.setitem(
+        registry._SPECS, "math", registry.RewardSpec("math", f"{__name__}:every_other_unscored")
+    )
 
     overrides = [
         f"run.output_dir={tmp_path}", "tracking.mode=disabled", "model.builtin.tokenizer_corpus_rows=40",
@@ -117,7 +119,9 @@ def test_selection_modes_keep_pass_at_1_over_the_scored_samples(
     ]  # fmt: skip
     recipe = load_recipe("tiny", overrides)
     model = build_builtin_model("builtin:tiny", recipe.model.builtin, tmp_path / "model", seed=0)
-    out = evaluate_checkpoint(recipe, str(model), ["math"], out_file=tmp_path / "e.json", stage="base", index=0)
+    out = evaluate_checkpoint(
+        recipe, str(model), ["math"], out_file=tmp_path / "e.json", stage="base", index=0
+    )
     math = out["benchmarks"]["math"]
     assert math["unscored"] == 4 and math["n"] == 4  # one of each prompt's two samples
     assert math["score"] == 1.0 and math["modes"]["pass@1"]["score"] == 1.0
