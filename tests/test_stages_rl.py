@@ -588,6 +588,7 @@ def test_sft_padding_free_batches_give_the_padded_losses(tmp_path: Path, base_mo
         ctx = make_ctx(tmp_path / str(padding_free), base_model, {"sft": stage}, "sft")
         summaries.append(run_stage(ctx))
     padded, flat = summaries
+    assert (padded["batches"], flat["batches"]) == ("padded", "padding-free")  # the ledger says which ran
     assert flat["tokens"] == padded["tokens"]  # the same real tokens
     assert flat["final_loss"] == pytest.approx(padded["final_loss"], rel=1e-4)
     assert flat["train_loss"] == pytest.approx(padded["train_loss"], rel=1e-4)
