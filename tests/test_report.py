@@ -374,3 +374,17 @@ def test_cli_bad_path_exits_2(tmp_path: Path, setup, message: str) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unscored_samples_are_listed_per_evaluation(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    assert "## Unscored samples" not in render_markdown(build_report(run))
+    ledger = json.loads((run / "ledger.json").read_text())
+    ledger["base"]["scores"]["ifeval"]["unscored"] = 25
+    ledger["stages"][0]["scores"]["ifeval"]["unscored"] = 24
+    (run / "ledger.json").write_text(json.dumps(ledger))
+    report = build_report(run)
+    assert report["stages"][1]["unscored"] == {"ifeval": 24}
+    text = render_markdown(report)
+    assert "## Unscored samples" in text
+    assert "- ifeval: base 25, sft1 24" in text

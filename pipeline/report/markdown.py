@@ -97,6 +97,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     flags = report.get("flags") or []
     lines += [f"- {flag['message']}" for flag in flags] if flags else ["None."]
     lines += _heavy_lines(report)
+    lines += _unscored_lines(report)
     lines += _isolation_lines(report)
     return "\n".join(lines) + "\n"
 
@@ -160,6 +161,26 @@ def _heavy_lines(report: Mapping[str, Any]) -> list[str]:
         'mode generated and took (docs/evaluation.md, "Heavy mode").'
     )
     return lines
+
+
+def _unscored_lines(report: Mapping[str, Any]) -> list[str]:
+    """Benchmarks whose scorer could not score some samples (a checker that cannot run on this host): how
+    many, per evaluation. Their scores cover the scored samples only, which a reader must know."""
+    counts: dict[str, list[str]] = {}
+    for row in report["stages"]:
+        for name, unscored in (row.get("unscored") or {}).items():
+            counts.setdefault(name, []).append(f"{row['name']} {unscored}")
+    found = [f"- {name}: {', '.join(per_stage)}" for name, per_stage in counts.items()]
+    if not found:
+        return []
+    return [
+        "",
+        "## Unscored samples",
+        "",
+        "Samples the scorer could not score, left out of the benchmark's score and n (docs/evaluation.md):",
+        "",
+        *found,
+    ]
 
 
 def _isolation_lines(report: Mapping[str, Any]) -> list[str]:

@@ -213,6 +213,8 @@ def build_report(run_dir: Path | str, *, alpha: float = DEFAULT_ALPHA, seed: int
             "scores": {name: finite(value.score) for name, value in raw.scores.items()},
             "stderr": {name: finite(value.stderr) for name, value in raw.scores.items()},
             "n": {name: value.n for name, value in raw.scores.items()},
+            # samples the scorer could not score, left out of the score and n
+            "unscored": {name: value.unscored for name, value in raw.scores.items() if value.unscored},
             # every mode's score and cost, for benchmarks evaluated in heavy mode
             "modes": {
                 name: {mode: m.to_json() for mode, m in value.modes.items()}
