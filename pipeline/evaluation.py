@@ -287,15 +287,14 @@ def _select(
             max_summary_chars=cfg.max_summary_chars, template=cfg.template,
         )  # fmt: skip
     unscored = sum(c is None for s in samples for c in s["correct"])
-    if unscored:  # a pick's correctness must be known: selection modes read an unscored sample as wrong
+    if unscored:
         log.warning(
-            "benchmark %s: %d unscored samples count as incorrect in its selection modes", name, unscored
-        )
-    correct = [[bool(c) for c in s["correct"]] for s in samples]
+            "benchmark %s: %d unscored samples count as incorrect where its selection modes pick them",
+            name, unscored,
+        )  # fmt: skip
+    correct = [s["correct"] for s in samples]
     generated = Generated(record["tokens"], gen_seconds)
     modes, per_prompt, skipped = heavy_record(bench.selection, correct, generated, grouping, selected, cost)
-    if unscored:  # pass@1 stays what the plain record says: over the scored samples
-        modes["pass@1"].update(score=record["score"], stderr=record["stderr"], n=record["n"])
     for sample, fields in zip(samples, per_prompt, strict=True):
         sample.update(fields)
     record["modes"] = modes

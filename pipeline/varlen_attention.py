@@ -63,15 +63,21 @@ def _device_capable(index: int) -> bool:
     return flash_capable(torch.cuda.get_device_capability(index))
 
 
-def kernel_applies(query: Any) -> bool:
-    """Whether the FlashAttention kernel can take these queries (an Ampere or later GPU, half precision,
-    the kernel present); elsewhere attention goes conversation by conversation."""
+def _runs(device_index: int | None, dtype: str | None) -> bool:
+    """The kernel's one condition: present, on an Ampere or later GPU (None: no GPU), in half precision."""
     return (
         _kernel() is not None
-        and query.is_cuda
-        and _device_capable(query.device.index or 0)
-        and str(_compute_dtype(query)).rsplit(".", 1)[-1] in _HALF
+        and device_index is not None
+        and _device_capable(device_index)
+        and dtype in _HALF
     )
+
+
+def kernel_applies(query: Any) -> bool:
+    """Whether the FlashAttention kernel can take these queries; elsewhere attention goes conversation by
+    conversation."""
+    index = (query.device.index or 0) if query.is_cuda else None
+    return _runs(index, str(_compute_dtype(query)).rsplit(".", 1)[-1])
 
 
 def kernel_usable(model: Any, half: str | None) -> bool:
@@ -79,13 +85,8 @@ def kernel_usable(model: Any, half: str | None) -> bool:
     would reach the kernel on this process's GPU: the condition under which they are the default."""
     import torch
 
-    return (
-        half in _HALF
-        and _kernel() is not None
-        and torch.cuda.is_available()
-        and _device_capable(torch.cuda.current_device())
-        and bool(getattr(model, "_supports_attention_backend", False))
-    )
+    index = torch.cuda.current_device() if torch.cuda.is_available() else None
+    return _runs(index, half) and bool(getattr(model, "_supports_attention_backend", False))
 
 
 def attention(

@@ -41,7 +41,7 @@ class Generated:
 
 def heavy_record(
     modes: Sequence[str],
-    correct: Sequence[Sequence[bool]],
+    correct: Sequence[Sequence[bool | None]],
     generated: Generated,
     grouping: Grouping | None,
     selected: Sequence[Selected] | None,
@@ -50,11 +50,14 @@ def heavy_record(
     """(modes, per-prompt sample fields, skipped modes with why) for the modes a benchmark lists.
 
     ``modes`` always holds ``pass@1`` and the oracle ``pass@<n>``; ``majority`` when listed and the
-    answers could be grouped for at least one prompt; ``genselect`` when listed.
+    answers could be grouped for at least one prompt; ``genselect`` when listed. ``None`` marks a sample
+    the scorer could not score: pass@1 leaves it out, as the plain score does; a pick must be judged, so
+    a picked unscored sample counts as wrong.
     """
     n = max((len(c) for c in correct), default=0)
+    scored = [[bool(x) for x in c if x is not None] for c in correct]
     out = {
-        "pass@1": summary([sum(c) / len(c) for c in correct], tokens=generated.tokens, seconds=round(generated.seconds, 2)),
+        "pass@1": summary([sum(c) / len(c) for c in scored if c], tokens=generated.tokens, seconds=round(generated.seconds, 2)),
         f"pass@{n}": summary([float(any(c)) for c in correct]),
     }  # fmt: skip
     per_prompt: list[dict[str, Any]] = [{} for _ in correct]
@@ -68,7 +71,7 @@ def heavy_record(
             values = []
             for fields, pick, ok in zip(per_prompt, picks, correct, strict=True):
                 chosen = pick if pick is not None else 0  # no sample has an answer: the first one stands
-                values.append(float(ok[chosen]))
+                values.append(float(bool(ok[chosen])))
                 fields.setdefault("selection", {})["majority"] = {"pick": chosen, "correct": bool(ok[chosen])}
             out["majority"] = summary(
                 values,
@@ -81,7 +84,7 @@ def heavy_record(
     if "genselect" in modes and selected is not None and cost is not None:
         values = []
         for fields, sel, ok in zip(per_prompt, selected, correct, strict=True):
-            values.append(float(ok[sel.pick]))
+            values.append(float(bool(ok[sel.pick])))
             fields.setdefault("selection", {})["genselect"] = {
                 "pick": sel.pick,
                 "correct": bool(ok[sel.pick]),
