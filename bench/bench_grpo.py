@@ -87,12 +87,18 @@ def plain_trl(
     return {"history": trainer.state.log_history}
 
 
-def cascade(
-    path: Path, engine: str, args: argparse.Namespace, out: Path, callbacks: list[Any]
-) -> dict[str, Any]:
-    import json
+def add_workload_arguments(ap: argparse.ArgumentParser) -> None:
+    """The rollout workload's options, shared with ``profile_grpo.py``."""
+    ap.add_argument("--group", type=int, default=8)
+    ap.add_argument("--prompts-per-step", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--rows", type=int, default=256)
 
-    recipe = {
+
+def cascade_recipe(path: Path, engine: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """A one-stage recipe: Cascade's GRPO stage on the benchmark's workload through ``engine``."""
+    return {
         "run": {"name": f"bench-{engine}", "output_dir": str(out), "seed": 0},
         "model": {"name_or_path": str(path)},
         "tracking": {"backend": "none"},
@@ -118,7 +124,14 @@ def cascade(
             }
         },
     }
-    summary = run_stage(recipe, "rl", str(path), callbacks)
+
+
+def cascade(
+    path: Path, engine: str, args: argparse.Namespace, out: Path, callbacks: list[Any]
+) -> dict[str, Any]:
+    import json
+
+    summary = run_stage(cascade_recipe(path, engine, args, out), "rl", str(path), callbacks)
     phase = next((out / f"bench-{engine}").rglob("phase.json"))
     return {"history": json.loads(phase.read_text())["log_history"], "summary": summary}
 
@@ -149,11 +162,7 @@ def main() -> None:
     add_model_arguments(ap, "qwen3-0.6b-body")
     ap.add_argument("--engines", default="trl,compiled", help="trl (plain GRPOTrainer) and Cascade engines")
     ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--prompts-per-step", type=int, default=8)
-    ap.add_argument("--max-new-tokens", type=int, default=256)
-    ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--rows", type=int, default=256)
+    add_workload_arguments(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 

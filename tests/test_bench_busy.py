@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from bench.profiling import covered, merged
 from bench.stage import GPUBusy
 
 
@@ -35,3 +36,25 @@ def test_callback_marks_after_the_first_step_until_the_end() -> None:
     cb.on_step_end(args, state, control)  # later steps keep the first mark
     cb.on_train_end(args, state, control)
     assert first is not None and busy.steady_from == first and busy.steady_until >= first
+
+
+@pytest.mark.parametrize(
+    ("intervals", "union"),
+    [
+        ([], []),
+        ([(0, 2), (1, 3)], [(0, 3)]),  # overlapping kernels on two streams count once
+        ([(5, 6), (0, 1)], [(0, 1), (5, 6)]),  # sorted
+        ([(0, 4), (1, 2)], [(0, 4)]),  # contained
+        ([(0, 1), (1, 2)], [(0, 2)]),  # touching
+    ],
+)
+def test_busy_intervals_are_their_union(intervals, union) -> None:
+    assert merged(intervals) == union
+
+
+@pytest.mark.parametrize(
+    ("window", "covered_us"),
+    [((0, 10), 4.0), ((1, 6), 2.0), ((2, 5), 0.0), ((6, 20), 1.0), ((7, 20), 0.0)],
+)
+def test_busy_time_inside_a_window(window, covered_us) -> None:
+    assert covered([(0, 2), (5, 7)], window) == covered_us
