@@ -3,6 +3,7 @@ GRPO stage per generation engine, same model, prompts, group size, batch, length
 
     python bench/bench_grpo.py                              # qwen3-0.6b-body, 8 prompts × G 8 × 256 tokens
     python bench/bench_grpo.py --engines hf,compiled --steps 6
+    python bench/bench_grpo.py --engines compiled,compiled+torch_compile   # the training step compiled too
 
 Prompts are the builtin math task's, rendered identically for both (Cascade's own prompt format); the
 reward is the math verifier. Per variant it prints the steady-state seconds per step (the first step,
@@ -96,10 +97,14 @@ def add_workload_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--rows", type=int, default=256)
 
 
-def cascade_recipe(path: Path, engine: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """A one-stage recipe: Cascade's GRPO stage on the benchmark's workload through ``engine``."""
+def cascade_recipe(path: Path, variant: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """A one-stage recipe: Cascade's GRPO stage on the benchmark's workload. ``variant`` is an engine name,
+    with ``+torch_compile`` for a training step compiled by the trainer (``train.extra``)."""
+    engine, _, fused = variant.partition("+")
+    if fused not in ("", "torch_compile"):
+        raise SystemExit(f"unknown variant '{variant}': an engine, optionally with +torch_compile")
     return {
-        "run": {"name": f"bench-{engine}", "output_dir": str(out), "seed": 0},
+        "run": {"name": "bench", "output_dir": str(out), "seed": 0},
         "model": {"name_or_path": str(path)},
         "tracking": {"backend": "none"},
         "eval": {"enabled": False},
@@ -120,6 +125,7 @@ def cascade_recipe(path: Path, engine: str, args: argparse.Namespace, out: Path)
                     "learning_rate": 1e-6,
                     "logging_steps": 1,
                     "save_steps": 10_000,
+                    "extra": {"torch_compile": True} if fused else {},
                 },
             }
         },
@@ -127,12 +133,12 @@ def cascade_recipe(path: Path, engine: str, args: argparse.Namespace, out: Path)
 
 
 def cascade(
-    path: Path, engine: str, args: argparse.Namespace, out: Path, callbacks: list[Any]
+    path: Path, variant: str, args: argparse.Namespace, out: Path, callbacks: list[Any]
 ) -> dict[str, Any]:
     import json
 
-    summary = run_stage(cascade_recipe(path, engine, args, out), "rl", str(path), callbacks)
-    phase = next((out / f"bench-{engine}").rglob("phase.json"))
+    summary = run_stage(cascade_recipe(path, variant, args, out), "rl", str(path), callbacks)
+    phase = next((out / "bench").rglob("phase.json"))
     return {"history": json.loads(phase.read_text())["log_history"], "summary": summary}
 
 
@@ -150,7 +156,7 @@ def report(
     train_s = s - (g or 0) - (r or 0) if s else None
     util = mfu(params, steady(per_step_tokens) or 0, train_s) if train_s else None
     print(
-        f"{name:<20} {steps[0] if steps else float('nan'):>8.2f} {s or float('nan'):>8.2f} "
+        f"{name:<31} {steps[0] if steps else float('nan'):>8.2f} {s or float('nan'):>8.2f} "
         f"{completion_tps or float('nan'):>9.0f} {100 * (g or 0) / s if s else float('nan'):>6.0f}% "
         f"{100 * (r or 0) / s if s else float('nan'):>6.0f}% {busy if busy is not None else float('nan'):>6.0f}% "
         f"{peak:>8.1f} {100 * util if util else float('nan'):>6.1f}%"
@@ -160,7 +166,11 @@ def report(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap, "qwen3-0.6b-body")
-    ap.add_argument("--engines", default="trl,compiled", help="trl (plain GRPOTrainer) and Cascade engines")
+    ap.add_argument(
+        "--engines",
+        default="trl,compiled",
+        help="trl (plain GRPOTrainer) and Cascade engines; an engine+torch_compile also compiles the training step",
+    )
     ap.add_argument("--steps", type=int, default=6)
     add_workload_arguments(ap)
     args = ap.parse_args()
@@ -176,7 +186,7 @@ def main() -> None:
         f"{args.max_new_tokens} new tokens, T={args.temperature}, {args.steps} steps (the first reported apart)"
     )
     print(
-        f"{'variant':<20} {'step 1 s':>8} {'s/step':>8} {'compl tok/s':>9} {'gen':>7} {'reward':>7} "
+        f"{'variant':<31} {'step 1 s':>8} {'s/step':>8} {'compl tok/s':>9} {'gen':>7} {'reward':>7} "
         f"{'GPU busy':>7} {'peak GiB':>8} {'train MFU':>7}"
     )
     data = prompts(args.rows, 0)

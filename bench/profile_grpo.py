@@ -1,13 +1,17 @@
 """Where a GRPO step's time goes: Cascade's GRPO stage under ``torch.profiler`` for a few steps, by phase.
 
     python bench/profile_grpo.py                        # qwen3-0.6b-body, compiled engine, 8 prompts × G 8 × 256
-    python bench/profile_grpo.py --engine hf --skip 1 --active 2
+    python bench/profile_grpo.py --engine hf --skip 1 --active 2   # TRL's own generation, two steps
 
 The workload is ``bench_grpo.py``'s. After ``--skip`` steps (allocation, graph capture, compilation) it
 records ``--active`` steps and prints, per phase of a step — generation and reward scoring (the ranges the
 stage's trainer names ``cascade/generation`` and ``cascade/rewards``) and the rest, which is training
 (log-probabilities, loss, backward, optimizer) — its wall time and the GPU's busy share in it, then the
 operators with the most GPU time. A phase whose GPU is idle most of its wall is bound by the host.
+
+One step is profiled by default: every replay of a captured decoding step records each of its kernels
+(hundreds per token), so a step's trace holds some 10⁵ kernel events and is slow to read back after the
+run.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap, "qwen3-0.6b-body")
     ap.add_argument("--engine", default="compiled", help="generation.engine of the stage")
-    add_profile_arguments(ap, skip=2)
+    add_profile_arguments(ap, skip=2, active=1)
     add_workload_arguments(ap)
     args = ap.parse_args()
     args.steps = args.skip + args.active

@@ -73,3 +73,17 @@ def test_lora_adapters_are_merged_into_the_copy(model_dir: Path) -> None:
     assert torch.allclose(got, want, atol=1e-5)
     assert not torch.allclose(got, without, atol=1e-3)
     assert not any("lora" in n for n, _ in copy.model.named_parameters())
+
+
+def test_a_compiled_policy_is_read_through_its_wrapper(model_dir: Path) -> None:
+    """``train.extra: {torch_compile: true}`` hands the trainer's model over wrapped by ``torch.compile``,
+    whose tensor names start with ``_orig_mod.``; the copy reads the module inside."""
+    policy = _policy(model_dir)
+    compiled = torch.compile(policy)  # nothing is compiled until it is called
+    assert any(n.startswith("_orig_mod.") for n, _ in compiled.named_parameters())
+    copy = InferenceCopy(compiled, torch.float32)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(1.0)
+    copy.sync(compiled)
+    assert _same(copy, {n: p.detach() for n, p in policy.named_parameters()})

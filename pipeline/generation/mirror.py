@@ -22,7 +22,7 @@ class InferenceCopy:
         import torch
         from transformers import AutoModelForCausalLM
 
-        base = _base_model(policy)
+        base = _base_model(_uncompiled(policy))
         self.device = next(base.parameters()).device
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(base.config, dtype=dtype)
@@ -39,6 +39,7 @@ class InferenceCopy:
         import torch
 
         seen = set()
+        policy = _uncompiled(policy)
         with torch.no_grad(), _merged(policy):
             base = _base_model(policy)
             for name, tensor in [*base.named_parameters(), *base.named_buffers()]:
@@ -55,6 +56,12 @@ class InferenceCopy:
         missing = {n for n, p in self.model.named_parameters() if n not in seen}
         if missing:
             raise RuntimeError(f"the policy has no weights for {sorted(missing)[:3]} of the inference copy")
+
+
+def _uncompiled(policy: Any) -> Any:
+    """The module inside ``torch.compile``'s wrapper (``train.extra: {torch_compile: true}`` compiles the
+    policy), whose tensor names carry no ``_orig_mod.`` prefix."""
+    return getattr(policy, "_orig_mod", policy)
 
 
 def _base_model(policy: Any) -> Any:
