@@ -66,12 +66,12 @@ class StepProfiler:
         return Profile()
 
 
-def add_profile_arguments(ap: Any, skip: int) -> None:
+def add_profile_arguments(ap: Any, skip: int, active: int = 3) -> None:
     """``--skip``, ``--active`` and ``--ops``, the same in every profile script."""
     ap.add_argument(
         "--skip", type=int, default=skip, help="steps run before profiling (allocation, compilation)"
     )
-    ap.add_argument("--active", type=int, default=3, help="steps profiled")
+    ap.add_argument("--active", type=int, default=active, help="steps profiled")
     ap.add_argument("--ops", type=int, default=25, help="operators listed")
 
 
