@@ -10,8 +10,7 @@ stage's trainer names ``cascade/generation`` and ``cascade/rewards``) and the re
 operators with the most GPU time. A phase whose GPU is idle most of its wall is bound by the host.
 
 One step is profiled by default: every replay of a captured decoding step records each of its kernels
-(hundreds per token), so a step's trace holds some 10⁵ kernel events and is slow to read back after the
-run.
+(hundreds per token), so one step's trace already holds some 10⁵ kernel events to read back.
 """
 
 from __future__ import annotations
