@@ -3,8 +3,9 @@
     python bench/profile_decode.py [--shape qwen3-0.6b] [--rows 64] [--length 512]
 
 Times, with CUDA events over ``--steps`` replays each: the eager step; the captured step with greedy,
-plain and top-p sampling; the same with the forward compiled; with SDPA's repeated K/V heads instead of
-grouped decoding attention; the samplers alone on a logits tensor of the model's vocabulary; and, for
+plain and top-p sampling (top-p by sorting the vocabulary and by rejection, ``sampler``); the same with
+the forward compiled; with SDPA's repeated K/V heads instead of grouped decoding attention; the samplers
+alone on logits of the model's vocabulary for ``--rows`` and for 256 rows; and, for
 reference, HF ``generate`` with its static cache and automatic compilation (``--hf-reference``).
 """
 
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.shapes import SHAPES, build, describe, machine  # noqa: E402
 from pipeline.generation import Sampling  # noqa: E402
-from pipeline.generation.sampler import sample_filtered, sample_plain  # noqa: E402
+from pipeline.generation.sampler import head_candidates, sample_filtered, sample_plain  # noqa: E402
 from pipeline.generation.static import StaticEngine, _Plan  # noqa: E402
 
 
@@ -85,7 +86,8 @@ def main() -> None:
         for label, plan in [
             ("graph, greedy", _Plan(True)),
             ("graph, plain sampling", _Plan(False)),
-            ("graph, top-p sampling", _Plan(False, True)),
+            ("graph, top-p sampling, sort", _Plan(False, True)),
+            ("graph, top-p sampling, rejection", _Plan(False, True, 0, head_candidates(0.95))),
         ]:
             t1 = time.perf_counter()
             graph = e._graph(plan)
@@ -102,15 +104,20 @@ def main() -> None:
         e.release()
         del e, model
         torch.cuda.empty_cache()
-    logits = torch.randn(args.rows, vocab, device="cuda")
     t, p = torch.tensor(0.6, device="cuda"), torch.tensor(0.95, device="cuda")
-    print(f"samplers alone on [{args.rows}, {vocab}] fp32 logits (eager launches):")
-    for label, fn in [
-        ("argmax", lambda: logits.argmax(-1)),
-        ("plain", lambda: sample_plain(logits, t)),
-        ("top-p", lambda: sample_filtered(logits, t, p, 0)),
-    ]:
-        print(f"  {label:<44} {timed(fn, args.steps):7.2f} ms")
+    k = head_candidates(0.95)
+    fused = torch.compile(sample_filtered, dynamic=False)
+    for rows in sorted({args.rows, 256}):
+        logits = torch.randn(rows, vocab, device="cuda")
+        print(f"samplers alone on [{rows}, {vocab}] fp32 logits, T 0.6, top-p 0.95 (eager launches):")
+        for label, fn in [
+            ("argmax", lambda x=logits: x.argmax(-1)),
+            ("plain", lambda x=logits: sample_plain(x, t)),
+            ("top-p, sort", lambda x=logits: sample_filtered(x, t, p, 0)),
+            (f"top-p, rejection among {k}", lambda x=logits: sample_filtered(x, t, p, 0, k)),
+            (f"top-p, rejection among {k}, torch.compile", lambda x=logits: fused(x, t, p, 0, k)),
+        ]:
+            print(f"  {label:<44} {timed(fn, args.steps):7.2f} ms")
     if args.hf_reference:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).cuda().eval()
         ids = torch.tensor(prompt, device="cuda")

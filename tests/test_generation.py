@@ -14,7 +14,7 @@ import torch
 
 from pipeline.config import BuiltinModelConfig
 from pipeline.generation import Sampling, end_tokens, make_engine, resolve
-from pipeline.generation.sampler import sample_filtered, sample_plain
+from pipeline.generation.sampler import head_candidates, sample_filtered, sample_plain
 
 TINY = BuiltinModelConfig(vocab_size=512, hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
                           intermediate_size=128, tokenizer_corpus_rows=60)  # fmt: skip
@@ -47,8 +47,9 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("how", ["sort", "rejection"])
 @pytest.mark.parametrize("temperature,top_p,top_k", CASES)
-def test_samplers_draw_hf_distribution(temperature: float, top_p: float, top_k: int) -> None:
+def test_samplers_draw_hf_distribution(temperature: float, top_p: float, top_k: int, how: str) -> None:
     vocab, draws = 40, 200_000
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(1, vocab, generator=gen) * 2
@@ -56,10 +57,39 @@ def test_samplers_draw_hf_distribution(temperature: float, top_p: float, top_k: 
     torch.manual_seed(1)
     rows = logits.expand(draws, vocab)
     t, p = torch.tensor(temperature), torch.tensor(top_p)
-    got = sample_filtered(rows, t, p, top_k) if top_p < 1 or top_k else sample_plain(rows, t)
+    candidates = (head_candidates(top_p) or 60) if how == "rejection" else 0  # 0.7^60: no fallback
+    if top_p < 1 or top_k:
+        got = sample_filtered(rows, t, p, top_k, candidates)
+    else:
+        got = sample_plain(rows, t)
     freq = frequencies(got, vocab)
     assert freq[target == 0].sum() == 0, "a token outside the top-k/top-p head was drawn"
     assert 0.5 * (freq - target).abs().sum() < 0.01  # total variation; sampling noise is ~0.003
+
+
+def test_rejection_falls_back_to_the_most_probable_token() -> None:
+    """With one candidate, a draw outside the head becomes the argmax: the head's probabilities, plus
+    the tail's mass on the most probable token — the fallback that enough candidates make negligible."""
+    vocab, draws, top_p = 40, 200_000, 0.5
+    logits = torch.randn(1, vocab, generator=torch.Generator().manual_seed(0)) * 2
+    probs = logits.softmax(-1)[0]
+    head = hf_distribution(logits, 1.0, top_p, 0)[0] > 0
+    expected = torch.where(head, probs, 0.0)
+    expected[probs.argmax()] += probs[~head].sum()
+    torch.manual_seed(1)
+    got = sample_filtered(logits.expand(draws, vocab), torch.tensor(1.0), torch.tensor(top_p), 0, 1)
+    assert 0.5 * (frequencies(got, vocab) - expected).abs().sum() < 0.01
+
+
+@pytest.mark.parametrize(
+    "top_p,candidates",
+    [(1.0, 0), (0.0, 0), (0.99, 5), (0.95, 7), (0.9, 9), (0.8, 13), (0.5, 30), (0.45, 0), (0.3, 0)],
+)
+def test_head_candidates_bound_the_miss(top_p: float, candidates: int) -> None:
+    """Enough candidates that all miss the head with chance below 1e-9; none (sort) past 32."""
+    assert head_candidates(top_p) == candidates
+    if candidates:
+        assert (1 - top_p) ** candidates <= 1e-9 < (1 - top_p) ** (candidates - 1)
 
 
 def test_grouped_decode_attention_matches_sdpa() -> None:

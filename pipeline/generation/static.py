@@ -26,24 +26,25 @@ from typing import Any
 
 from pipeline.generation.attention import use_grouped_decode_attention
 from pipeline.generation.base import Completions, Engine, EngineUnsupported, OnFinished, Sampling, seeded
-from pipeline.generation.sampler import sample_filtered, sample_plain
+from pipeline.generation.sampler import head_candidates, sample_filtered, sample_plain
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """What a captured step does after the forward (top-k is static: it sets a tensor shape)."""
+    """What a captured step does after the forward (top-k and the top-p candidates set tensor shapes)."""
 
     greedy: bool
     filtered: bool = False
     top_k: int = 0
+    candidates: int = 0  # top-p by rejection among this many draws; 0 sorts (``sampler``)
 
     @classmethod
     def of(cls, sampling: Sampling) -> _Plan:
         if sampling.greedy:
             return cls(True)
-        return cls(False, sampling.filtered, sampling.top_k)
+        return cls(False, sampling.filtered, sampling.top_k, head_candidates(sampling.top_p))
 
 
 @dataclass
@@ -276,7 +277,7 @@ class StaticEngine(Engine):
         if plan.greedy:
             return logits.argmax(-1)
         if plan.filtered:
-            return sample_filtered(logits, b.temperature, b.top_p, plan.top_k)
+            return sample_filtered(logits, b.temperature, b.top_p, plan.top_k, plan.candidates)
         return sample_plain(logits, b.temperature)
 
     def _graph(self, plan: _Plan) -> Any:
