@@ -2,6 +2,7 @@
 
     python bench/profile_grpo.py                        # qwen3-0.6b-body, compiled engine, 8 prompts × G 8 × 256
     python bench/profile_grpo.py --engine hf --skip 1 --active 2   # TRL's own generation, two steps
+    python bench/profile_grpo.py --cudnn-attention      # the policy's SDPA free to pick cuDNN, for comparison
 
 The workload is ``bench_grpo.py``'s. After ``--skip`` steps (allocation, graph capture, compilation) it
 records ``--active`` steps and prints, per phase of a step — generation and reward scoring (the ranges the
@@ -54,6 +55,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap, "qwen3-0.6b-body")
     ap.add_argument("--engine", default="compiled", help="generation.engine of the stage")
+    ap.add_argument(
+        "--cudnn-attention",
+        action="store_true",
+        help="leave SDPA's cuDNN backend on in the policy's forward (the stage turns it off: steady_attention)",
+    )
     add_profile_arguments(ap, skip=2, active=1)
     add_workload_arguments(ap)
     args = ap.parse_args()
@@ -62,6 +68,12 @@ def main() -> None:
 
     import torch
 
+    if args.cudnn_attention:
+        import contextlib
+
+        from pipeline.stages.grpo import trainer
+
+        trainer.steady_attention = contextlib.nullcontext
     path = build(args.shape, Path(args.model_dir))
     announce(args.shape, path)
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,6 +83,7 @@ def main() -> None:
     print(
         f"engine {args.engine}: {args.prompts_per_step} prompts × G {args.group}, {args.max_new_tokens} new "
         f"tokens; steps {args.skip + 1}–{args.steps} profiled"
+        + ("; SDPA's cuDNN backend left on" if args.cudnn_attention else "")
     )
     print(f"{'phase':<22} {'ms a step':>10} {'GPU busy':>9}")
     for phase, ms, share in phase_table(profiler.profile, 1e6 * profiler.wall_s, args.active):

@@ -292,6 +292,25 @@ DEGENERATE_REWARDS = [
 ]
 
 
+def test_the_policy_forward_runs_without_cudnn_attention(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cuDNN's SDPA plans every new shape (slow when lengths change every step): the policy's log-prob
+    forward, whose backward is the training step's, runs with that backend off, and only there."""
+    from trl import GRPOTrainer
+
+    from pipeline.stages.grpo.trainer import CascadeGRPOTrainer
+
+    seen = []
+    monkeypatch.setattr(
+        GRPOTrainer,
+        "_get_per_token_logps_and_entropies",
+        lambda self, *a, **k: seen.append(torch.backends.cuda.cudnn_sdp_enabled()),
+    )
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    CascadeGRPOTrainer.__new__(CascadeGRPOTrainer)._get_per_token_logps_and_entropies(None, None)
+    assert seen == [False]
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+
+
 @pytest.mark.parametrize(("args", "kind"), DEGENERATE_REWARDS)
 def test_grpo_zero_variance_groups_give_no_gradient(
     tmp_path: Path, base_model: Path, args: dict, kind: str

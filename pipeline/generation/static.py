@@ -26,7 +26,7 @@ from typing import Any
 
 from pipeline.generation.attention import use_grouped_decode_attention
 from pipeline.generation.base import Completions, Engine, EngineUnsupported, OnFinished, Sampling, seeded
-from pipeline.generation.sampler import head_candidates, sample_filtered, sample_plain
+from pipeline.generation.sampler import head_candidates, mass_above, sample_filtered, sample_plain
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,12 @@ class StaticEngine(Engine):
             raise ValueError(f"compile must be auto, full or none, got '{compile}'")
         self.compiled = compile == "full"
         self._decode = self.model  # what a decoding step calls: the model, or its compiled forward
+        self._above = mass_above  # the top-p head's test (``sampler``), compiled with the forward
         if self.compiled:
             import torch
 
             self._decode = torch.compile(self.model, dynamic=False)
+            self._above = torch.compile(mass_above, dynamic=False)
         self._buffers: _Buffers | None = None
         self._graphs: dict[_Plan, Any] = {}
         self._pool: Any = None
@@ -271,13 +273,12 @@ class StaticEngine(Engine):
         b.position.add_(1)
         b.step.add_(1)
 
-    @staticmethod
-    def _sample(b: _Buffers, logits: Any, plan: _Plan) -> Any:
+    def _sample(self, b: _Buffers, logits: Any, plan: _Plan) -> Any:
         """Greedy, or a draw from the tempered (top-k/top-p filtered) distribution (``sampler``)."""
         if plan.greedy:
             return logits.argmax(-1)
         if plan.filtered:
-            return sample_filtered(logits, b.temperature, b.top_p, plan.top_k, plan.candidates)
+            return sample_filtered(logits, b.temperature, b.top_p, plan.top_k, plan.candidates, self._above)
         return sample_plain(logits, b.temperature)
 
     def _graph(self, plan: _Plan) -> Any:

@@ -84,6 +84,20 @@ class RLCounters:
     truncated: int = 0
 
 
+def steady_attention() -> contextlib.AbstractContextManager[None]:
+    """SDPA without its cuDNN backend, for the policy's forward and backward passes.
+
+    A GRPO batch's length changes every step (prompt and completion lengths vary), and cuDNN's SDPA
+    builds an execution plan for every new shape: on an H200 that was 20 ms of CPU per layer call in
+    the backward pass, 0.57 s of a 2.1 s step (docs/results/performance.md, "GRPO step"). FlashAttention
+    and the memory-efficient kernel have no per-shape setup; where neither fits, SDPA falls back to
+    its math kernel.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
 class CascadeGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` with exact dynamic filtering, per-epoch filtering and truncated-answer scoring."""
 
@@ -121,6 +135,13 @@ class CascadeGRPOTrainer(GRPOTrainer):
                     prompt_ids, images, multimodal_fields, num_generations, has_tool_images
                 )
             return self.rollouts.generate(prompt_ids, self._batch_inputs), None
+
+    # ---------------------------------------------------------------------------------------------
+    # Training forward
+
+    def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any) -> Any:
+        with steady_attention():
+            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
 
     @contextlib.contextmanager
     def _timed(self, phase: str) -> Iterator[None]:
