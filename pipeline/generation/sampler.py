@@ -57,8 +57,8 @@ def _race(probs: Any) -> Any:
 def mass_above(probs: Any, levels: Any) -> Any:
     """For each row and each of its ``levels`` [rows, k], the mass of the tokens more probable than it.
 
-    One masked sum per level; under ``torch.compile`` they fuse into a pass or two over ``probs`` (the
-    compiled engine compiles it: 1.2 ms instead of 3.2 ms for 256 rows of Qwen3's vocabulary on an H200).
+    One masked sum per level; ``torch.compile`` fuses them, so the compiled engine compiles it (the whole
+    top-p draw for 256 rows of Qwen3's vocabulary on an H200: 1.24 ms with it compiled, 3.23 ms eager).
     """
     import torch
 

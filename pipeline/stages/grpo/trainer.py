@@ -88,10 +88,10 @@ def steady_attention() -> contextlib.AbstractContextManager[None]:
     """SDPA without its cuDNN backend, for the policy's forward and backward passes.
 
     A GRPO batch's length changes every step (prompt and completion lengths vary), and cuDNN's SDPA
-    builds an execution plan for every new shape: on an H200 that was 20 ms of CPU per layer call in
-    the backward pass, 0.57 s of a 2.1 s step (docs/results/performance.md, "GRPO step"). FlashAttention
-    and the memory-efficient kernel have no per-shape setup; where neither fits, SDPA falls back to
-    its math kernel.
+    plans per shape: on an H200 its backward took 20 ms of CPU per layer call, 0.57 s of a 2.1 s step,
+    against 13 ms of GPU time (docs/results/performance.md, "GRPO step"). FlashAttention and the
+    memory-efficient kernel have no per-shape setup; where neither fits, SDPA falls back to its math
+    kernel. The gain is not measured yet (``bench/profile_grpo.py --cudnn-attention`` compares).
     """
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
