@@ -1,12 +1,14 @@
 """SFT throughput: plain TRL ``SFTTrainer`` (its defaults: padded batches) against Cascade's SFT stage
 (padded; ``cascade-padding-free``: a batch as one row; ``cascade-packed``: BFD packing, each of the batch's
-rows filled with conversations up to max_length; ``-liger`` adds Liger kernels), same model,
+rows filled with conversations up to max_length; ``-liger`` adds Liger kernels, ``-compile`` compiles the
+training step with ``torch.compile`` through ``train.extra``), same model,
 conversations, batch size, length limit and steps. Flattened batches use varlen attention
 (pipeline/varlen_attention.py). A packed step holds many more conversations than a padded one: compare
 real tokens per second, not seconds per step.
 
     python bench/bench_sft.py                           # qwen3-0.6b-body, the builtin SFT mix, batch 16
     python bench/bench_sft.py --variants trl,cascade,cascade-packed,cascade-packed-liger --steps 30
+    python bench/bench_sft.py --variants cascade-packed,cascade-packed-compile      # the fused step
 
 The conversations are the builtin tasks' (math, code, instruction, chat, SWE; thinking and non-thinking
 prompts), rendered by Cascade's formatting for both. Per variant: seconds per step, real (non-padding)
@@ -82,8 +84,14 @@ def plain_trl(path: Path, args: argparse.Namespace, out: Path) -> tuple[float, f
 
 
 def cascade_recipe(path: Path, args: argparse.Namespace, out: Path, variant: str) -> dict[str, Any]:
-    """The one-stage recipe of a Cascade variant: ``cascade`` with ``-padding-free``, ``-packed``, ``-liger``."""
+    """The one-stage recipe of a Cascade variant: ``cascade`` with ``-padding-free``, ``-packed``, ``-liger``,
+    ``-compile``."""
     flags = variant.split("-")
+    unknown = set(flags) - {"cascade", "padding", "free", "packed", "liger", "compile"}
+    if flags[0] != "cascade" or unknown:
+        raise SystemExit(
+            f"unknown variant '{variant}': trl, or cascade with -padding-free, -packed, -liger, -compile"
+        )
     return {
         "run": {"name": "bench-sft", "output_dir": str(out), "seed": 0},
         "model": {"name_or_path": str(path)},
@@ -95,7 +103,7 @@ def cascade_recipe(path: Path, args: argparse.Namespace, out: Path, variant: str
                 "prompt_mode": "mixed",
                 "think_fraction": 0.3,
                 "liger": "liger" in flags,
-                "padding_free": variant.endswith("padding-free"),
+                "padding_free": "free" in flags,
                 "packing": "packed" in flags,
                 "data": MIX,
                 "train": {
@@ -105,6 +113,7 @@ def cascade_recipe(path: Path, args: argparse.Namespace, out: Path, variant: str
                     "learning_rate": 1e-5,
                     "logging_steps": 10,
                     "save_steps": 10_000,
+                    "extra": {"torch_compile": True} if "compile" in flags else {},
                 },
             }
         },
