@@ -176,6 +176,39 @@ def test_compiled_reuses_and_regrows_buffers(model_and_prompts) -> None:
     assert e.generate(prompts[1:3], short, 0).ids == hf.generate(prompts[1:3], short, 0).ids
 
 
+def test_a_suspended_compiled_engine_holds_no_cache_and_draws_the_same(model_and_prompts) -> None:
+    """Suspended for a training step, the engine gives its KV cache's memory back; the next call
+    allocates it again (zeroed: masked positions must not hold NaN) and draws what it would have."""
+    prompts = model_and_prompts[2]
+    e, hf = engine("compiled", model_and_prompts), engine("hf", model_and_prompts)
+    sampling = Sampling(max_new_tokens=16, temperature=1.0, top_p=0.9, n=2)
+    first = e.generate(prompts, sampling, seed=5).ids
+    e.suspend()
+    layers = e._buffers.cache.layers
+    assert all(t.untyped_storage().nbytes() == 0 for layer in layers for t in (layer.keys, layer.values))
+    assert e.generate(prompts, sampling, seed=5).ids == first
+    assert all(t.untyped_storage().nbytes() > 0 for layer in layers for t in (layer.keys, layer.values))
+    e.suspend()
+    greedy = Sampling(max_new_tokens=24)
+    assert e.generate(prompts, greedy, 0).ids == hf.generate(prompts, greedy, 0).ids
+
+
+def test_storages_count_tied_weights_once_and_keep_the_tensors() -> None:
+    from pipeline.generation.storage import Storages
+
+    embed, head = torch.nn.Embedding(8, 4), torch.nn.Linear(4, 8, bias=True)
+    head.weight = embed.weight  # tied, as a causal LM's head and embeddings often are
+    memory = Storages([embed.weight, head.weight, head.bias])
+    assert memory.nbytes == (8 * 4 + 8) * 4
+    memory.free()
+    assert memory.freed and embed.weight.untyped_storage().nbytes() == 0 and head.bias.shape == (8,)
+    memory.free()  # twice is once
+    assert memory.restore() and not memory.restore()
+    with torch.no_grad():
+        head.weight.fill_(1.0)
+    assert embed.weight.sum().item() == 32.0  # still one tensor
+
+
 def test_completions_are_cut_after_the_end_token(model_and_prompts) -> None:
     e = engine("hf", model_and_prompts)
     eos = e.eos_ids[0]

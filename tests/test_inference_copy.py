@@ -87,3 +87,24 @@ def test_a_compiled_policy_is_read_through_its_wrapper(model_dir: Path) -> None:
             p.add_(1.0)
     copy.sync(compiled)
     assert _same(copy, {n: p.detach() for n, p in policy.named_parameters()})
+
+
+def test_a_freed_copy_holds_no_weights_until_the_next_sync(model_dir: Path) -> None:
+    """Between generations the copy gives its memory back for the training step; the sync that precedes
+    the next generation allocates it again and writes the policy's current weights."""
+    policy = _policy(model_dir)
+    copy = InferenceCopy(policy, torch.bfloat16)
+    shapes = {n: p.shape for n, p in copy.model.named_parameters()}
+    copy.free()
+    assert copy.freed
+    assert all(p.untyped_storage().nbytes() == 0 for p in copy.model.parameters())
+    assert {n: p.shape for n, p in copy.model.named_parameters()} == shapes  # same tensors: no recompiling
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.mul_(0.5)
+    copy.sync(policy)
+    assert not copy.freed
+    assert _same(copy, {n: p.detach() for n, p in policy.named_parameters()})
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        assert torch.isfinite(copy.model(input_ids=ids).logits).all()

@@ -120,13 +120,14 @@ def make_ctx(
     checkpoints: dict[str, str] | None = None,
     records: list[dict[str, Any]] | None = None,
     engine: str = "auto",
+    free_for_training: bool = True,
 ) -> StageContext:
     recipe = recipe_from_dict(
         {
             "run": {"name": "rl", "output_dir": str(tmp_path / "runs"), "seed": 3},
             "model": {"name_or_path": str(base)},
             "tracking": {"backend": "none"},
-            "generation": {"engine": engine},
+            "generation": {"engine": engine, "free_for_training": free_for_training},
             "stages": stages,
         }
     )
@@ -259,6 +260,12 @@ def test_grpo_through_the_compiled_engine_is_seeded(tmp_path: Path, base_model: 
     assert first["generation_s"] > 0 and first["rewards_s"] >= 0
     assert first["final_loss"] == again["final_loss"]
     assert first["completion_length"] == again["completion_length"]
+    CALLS.update(n=0, kill_at=0)
+    kept = run_stage(
+        make_ctx(tmp_path / "c", base_model, {"rl": stage}, "rl", engine="compiled", free_for_training=False)
+    )
+    assert kept["final_loss"] == first["final_loss"]  # freeing memory for training changes no number
+    assert kept["completion_length"] == first["completion_length"]
 
 
 def test_early_scores_are_the_scores(tmp_path: Path) -> None:

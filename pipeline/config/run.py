@@ -48,6 +48,8 @@ class EngineConfig:
 
     engine: Literal["auto", "hf", "compiled", "paged", "vllm"] = "auto"  # auto: compiled on a GPU, hf on CPU
     compile: Literal["auto", "full", "none"] = "auto"  # compiled engine: torch.compile the decoding step
+    # GRPO: the inference copy and KV cache give their memory back for each training step
+    free_for_training: bool = True
     vllm_mode: Literal["colocate", "server"] = (
         "colocate"  # GRPO with vllm: in the training processes, or trl vllm-serve
     )

@@ -98,6 +98,10 @@ class Engine(ABC):
     def release(self) -> None:  # noqa: B027 - engines without caches have nothing to free
         """Free the caches this engine holds (the model stays); the next call allocates them again."""
 
+    def suspend(self) -> None:  # noqa: B027 - engines without caches have nothing to give back
+        """Give memory held between calls back for other work (a training step) where the engine can;
+        unlike :meth:`release` it keeps every object the next call needs, so that call only allocates."""
+
     def cut(self, rows: Iterator[list[int]] | list[list[int]]) -> Completions:
         """Rows of generated ids → completions cut after the first end token (which is kept)."""
         eos = set(self.eos_ids)

@@ -4,7 +4,9 @@ The trainer keeps fp32 master weights (bf16 only inside autocast), and the fast 
 in the compute dtype at fixed addresses (a captured CUDA graph reads them in place). So rollouts come
 from a copy in the compute dtype that is refreshed in place after every optimizer step: the master
 weights never change dtype, and a refresh of a 0.6B model is one device-to-device copy per tensor.
-LoRA adapters are merged into the copy (the policy is merged and unmerged around the read).
+LoRA adapters are merged into the copy (the policy is merged and unmerged around the read). Between
+generations the copy can give its memory back for the training step (:meth:`InferenceCopy.free`); the
+next sync allocates it again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from typing import Any
+
+from pipeline.generation.storage import Storages
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +36,22 @@ class InferenceCopy:
         model.generation_config = base.generation_config
         self.model = model
         self._targets = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+        self._weights = Storages(model.parameters())  # every one is written by each sync (checked there)
         self.sync(policy)
+
+    @property
+    def freed(self) -> bool:
+        return self._weights.freed
+
+    def free(self) -> None:
+        """Give the weights' memory back until the next :meth:`sync` (buffers, a few KiB, stay)."""
+        self._weights.free()
 
     def sync(self, policy: Any) -> None:
         """Copy the policy's current weights (merged adapters included) into the copy, in place."""
         import torch
 
+        self._weights.restore()
         seen = set()
         policy = _uncompiled(policy)
         with torch.no_grad(), _merged(policy):

@@ -15,6 +15,8 @@ engine. On CPU the same step runs eagerly (no graphs), which is how it is tested
 Buffers grow and never shrink: a call with more rows or a longer sequence than any before allocates a
 larger cache and captures again; smaller calls reuse it (spare rows are filled with the first prompt
 and dropped). Positions the current call does not use are masked out or lie in the causal future.
+Between GRPO generations the engine can give the cache's memory back for the training step
+(:meth:`StaticEngine.suspend`); the next call allocates it again and captures its step anew.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from pipeline.generation.attention import use_grouped_decode_attention
 from pipeline.generation.base import Completions, Engine, EngineUnsupported, OnFinished, Sampling, seeded
 from pipeline.generation.sampler import head_candidates, mass_above, sample_filtered, sample_plain
+from pipeline.generation.storage import Storages
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ class _Buffers:
     rows: int
     length: int  # cache length: prompt + new tokens of the longest call so far
     cache: Any
+    kv: Any  # the cache's key/value storages (``storage.Storages``): freed by ``suspend``
     mask: Any  # [rows, length] 1 where a key may be attended (prompt padding is 0)
     token: Any  # [rows, 1] the token fed to the next step
     position: Any  # [rows, 1] its position id
@@ -127,6 +131,14 @@ class StaticEngine(Engine):
 
             torch.cuda.empty_cache()
 
+    def suspend(self) -> None:
+        """Give the KV cache's memory back until the next call. The captured steps read its old address,
+        so they go too and are captured again on first use (a few decoding steps' time); the compiled
+        forward sees the same tensors and is not compiled again."""
+        if self._buffers is not None:
+            self._graphs, self._pool = {}, None
+            self._buffers.kv.free()
+
     # ---------------------------------------------------------------------------------------------
     def _generate(
         self, prompts: list[list[int]], sampling: Sampling, seed: int, on_finished: OnFinished | None
@@ -136,6 +148,10 @@ class StaticEngine(Engine):
         rows = [p for p in prompts for _ in range(sampling.n)]
         width = max(len(p) for p in rows)
         b = self._ensure(len(rows), width + sampling.max_new_tokens)
+        if b.kv.restore():  # suspended: fresh memory, whose garbage could be NaN under a zero weight
+            for layer in b.cache.layers:
+                layer.keys.zero_()
+                layer.values.zero_()
         plan = _Plan.of(sampling)
         reported = [False] * len(rows)
         with torch.no_grad():
@@ -192,6 +208,7 @@ class StaticEngine(Engine):
             rows=rows,
             length=length,
             cache=cache,
+            kv=None,
             mask=torch.ones((rows, length), dtype=long, device=device),
             token=torch.zeros((rows, 1), dtype=long, device=device),
             position=torch.zeros((rows, 1), dtype=long, device=device),
@@ -211,6 +228,7 @@ class StaticEngine(Engine):
                 **{self._cache_key: cache},
                 use_cache=True,
             )
+        b.kv = Storages(t for layer in cache.layers for t in (layer.keys, layer.values))
         self._buffers = b
         log.debug("compiled engine: buffers for %d rows × %d tokens", rows, length)
         return b

@@ -9,6 +9,11 @@ the process, so a seed fixes the rollouts (and a resumed run draws what the unin
 Completions that end while longer ones are still decoding are handed to a background thread that
 scores them with the stage's rewards (code sandbox, math verifier pool: the work runs in worker
 processes), so scoring overlaps generation; the trainer's scoring call then only waits for it.
+
+With ``generation.free_for_training`` (the default) the copy's weights and the engine's KV cache give
+their memory back after each generation, so the training step's activation peak is what it would be
+without an engine; the next generation allocates them again, refreshes the copy (it does every step
+anyway) and captures the decoding step anew.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+from pipeline.config import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +36,8 @@ def rollout_seed(seed: int, step: int, process: int) -> int:
 class Rollouts:
     """The trainer's generation: an engine over an inference copy, synced once per optimizer step."""
 
-    def __init__(self, trainer: Any, engine: str, compile: str):
-        self.trainer, self.engine_name, self.compile = trainer, engine, compile
+    def __init__(self, trainer: Any, engine: str, options: EngineConfig):
+        self.trainer, self.engine_name, self.options = trainer, engine, options
         self.engine: Any = None
         self.copy: Any = None
         self.synced_step: int | None = None
@@ -43,7 +50,7 @@ class Rollouts:
 
         t = self.trainer
         t0 = time.perf_counter()
-        if self.copy is None or t.state.global_step != self.synced_step:
+        if self.copy is None or self.copy.freed or t.state.global_step != self.synced_step:
             self._sync()
         t1 = time.perf_counter()
         args = t.args
@@ -51,6 +58,9 @@ class Rollouts:
         seed = rollout_seed(args.seed, t.state.global_step, t.accelerator.process_index)
         early = self._early_scoring(inputs) if inputs is not None and len(inputs) == len(prompt_ids) else None
         out = self.engine.generate(prompt_ids, sampling, seed, on_finished=early)
+        if self.options.free_for_training:
+            self.engine.suspend()
+            self.copy.free()
         self.seconds["sync"] += t1 - t0
         self.seconds["generation"] += time.perf_counter() - t1
         return out.ids
@@ -91,7 +101,7 @@ class Rollouts:
                     self.copy.model,
                     end_tokens(self.copy.model, tok),
                     pad,
-                    **({"compile": self.compile} if self.engine_name == "compiled" else {}),
+                    **({"compile": self.options.compile} if self.engine_name == "compiled" else {}),
                 )
                 log.info("rollouts through the %s engine (%s inference copy)", self.engine.name, dtype)
             else:

@@ -23,7 +23,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from pipeline.atomic import write_json
+from pipeline.config import EngineConfig
 from pipeline.stages.grpo.config import ROW_COLUMN, TRUNCATED_COLUMN
 from pipeline.stages.grpo.data import with_source_rows
 from pipeline.stages.grpo.filters import (
@@ -61,8 +62,7 @@ class RLOptions:
     )
     epoch_filter: EpochFilterRule | None = None  # None: the filter is off
     on_epoch_filtered: Callable[[dict[str, Any]], None] | None = None
-    engine: str = "hf"  # generation.engine; hf and vllm generate through TRL's own paths
-    compile: str = "auto"  # generation.compile, for the compiled engine
+    generation: EngineConfig = field(default_factory=EngineConfig)  # hf and vllm: TRL's own paths
     stage: str = "grpo"  # the stage's name, for the unscored-completions error
     max_unscored: float = 1.0  # share of unscored completions over the window that stops the stage
     unscored_window: int = 4  # rollout batches
@@ -115,8 +115,8 @@ class CascadeGRPOTrainer(GRPOTrainer):
         self.add_callback(_RLCallback(self))
         from pipeline.generation import resolve
 
-        engine = resolve(rl.engine, self.accelerator.device.type)
-        self.rollouts = Rollouts(self, engine, rl.compile) if engine in ("compiled", "paged") else None
+        engine = resolve(rl.generation.engine, self.accelerator.device.type)
+        self.rollouts = Rollouts(self, engine, rl.generation) if engine in ("compiled", "paged") else None
 
     # ---------------------------------------------------------------------------------------------
     # Generation
