@@ -7,6 +7,7 @@ completions, the same completions for the same seed, other completions for anoth
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,36 @@ def test_a_suspended_compiled_engine_holds_no_cache_and_draws_the_same(model_and
     e.suspend()
     greedy = Sampling(max_new_tokens=24)
     assert e.generate(prompts, greedy, 0).ids == hf.generate(prompts, greedy, 0).ids
+
+
+def test_a_compiled_forward_reads_freed_and_restored_weights_without_compiling_again(
+    model_and_prompts,
+) -> None:
+    """The inference copy's weights are freed for training and re-allocated (elsewhere) for the next
+    generation: the decoding forward under ``torch.compile`` must read the new memory, not recompile."""
+    import torch._dynamo.utils
+
+    from pipeline.generation.mirror import InferenceCopy
+
+    policy, tok, prompts = model_and_prompts
+    policy = copy.deepcopy(policy)
+    mirror = InferenceCopy(policy, torch.float32)
+    eos = end_tokens(policy, tok)
+    compiled = make_engine("compiled", mirror.model, eos, tok.pad_token_id, compile="full")
+    greedy = Sampling(max_new_tokens=12)
+    before = compiled.generate(prompts, greedy, 0).ids
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    compiled.suspend()
+    mirror.free()
+    torch.full((1 << 22,), 7.0, device=policy.device)  # the freed memory is reused meanwhile
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p), alpha=0.5)
+    mirror.sync(policy)
+    after = compiled.generate(prompts, greedy, 0).ids
+    assert after == make_engine("hf", policy, eos, tok.pad_token_id).generate(prompts, greedy, 0).ids
+    assert after != before
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
 
 
 def test_storages_count_tied_weights_once_and_keep_the_tensors() -> None:
