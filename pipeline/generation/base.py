@@ -98,9 +98,12 @@ class Engine(ABC):
     def release(self) -> None:  # noqa: B027 - engines without caches have nothing to free
         """Free the caches this engine holds (the model stays); the next call allocates them again."""
 
-    def suspend(self) -> None:  # noqa: B027 - engines without caches have nothing to give back
+    def suspend(self) -> bool:
         """Give memory held between calls back for other work (a training step) where the engine can;
-        unlike :meth:`release` it keeps every object the next call needs, so that call only allocates."""
+        unlike :meth:`release` it keeps every object the next call needs, so that call only allocates.
+        Whether the model's weights may be freed (and re-allocated elsewhere) until the next call: not
+        where the engine keeps work captured on their addresses (``paged``'s CUDA graphs)."""
+        return False
 
     def cut(self, rows: Iterator[list[int]] | list[list[int]]) -> Completions:
         """Rows of generated ids → completions cut after the first end token (which is kept)."""

@@ -131,13 +131,14 @@ class StaticEngine(Engine):
 
             torch.cuda.empty_cache()
 
-    def suspend(self) -> None:
-        """Give the KV cache's memory back until the next call. The captured steps read its old address,
-        so they go too and are captured again on first use (a few decoding steps' time); the compiled
-        forward sees the same tensors and is not compiled again."""
+    def suspend(self) -> bool:
+        """Give the KV cache's memory back until the next call. The captured steps read its old address
+        (and the weights'), so they go too and are captured again on first use (a few decoding steps'
+        time); the compiled forward sees the same tensors and is not compiled again."""
+        self._graphs, self._pool = {}, None
         if self._buffers is not None:
-            self._graphs, self._pool = {}, None
             self._buffers.kv.free()
+        return True
 
     # ---------------------------------------------------------------------------------------------
     def _generate(

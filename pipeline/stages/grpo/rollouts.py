@@ -10,8 +10,9 @@ Completions that end while longer ones are still decoding are handed to a backgr
 scores them with the stage's rewards (code sandbox, math verifier pool: the work runs in worker
 processes), so scoring overlaps generation; the trainer's scoring call then only waits for it.
 
-With ``generation.free_for_training`` (the default) the copy's weights and the engine's KV cache give
-their memory back after each generation, so the training step's activation peak is what it would be
+With ``generation.free_for_training`` (the default) the copy's weights and the compiled engine's KV
+cache give their memory back after each generation (``paged`` keeps its manager, whose CUDA graphs read
+the weights in place), so the training step's activation peak is what it would be
 without an engine; the next generation allocates them again, refreshes the copy (it does every step
 anyway) and captures the decoding step anew.
 """
@@ -58,8 +59,7 @@ class Rollouts:
         seed = rollout_seed(args.seed, t.state.global_step, t.accelerator.process_index)
         early = self._early_scoring(inputs) if inputs is not None and len(inputs) == len(prompt_ids) else None
         out = self.engine.generate(prompt_ids, sampling, seed, on_finished=early)
-        if self.options.free_for_training:
-            self.engine.suspend()
+        if self.options.free_for_training and self.engine.suspend():
             self.copy.free()
         self.seconds["sync"] += t1 - t0
         self.seconds["generation"] += time.perf_counter() - t1
