@@ -3,13 +3,15 @@
     python bench/bench_eval.py                                   # 128 prompts × n 8 × 512 tokens
     python bench/bench_eval.py --prompts 64 --n 1 --max-new-tokens 256 --batch-prompts 64   # decoding
     python bench/bench_eval.py --engines hf,compiled --shape qwen3-0.6b-body --check
+    python bench/bench_eval.py --engines hf,compiled,compiled+span      # decoding attends over spans
 
 Prompts are random token ids (lengths drawn between --min-len and --max-len with a fixed seed) for a
 model of the chosen shape with random weights, so completions rarely end early: every engine decodes
 the full length, the worst case of a benchmark. Prompts go to the engine ``--batch-prompts`` at a time,
 as evaluation sends a benchmark's ``generation.batch_size``. Each engine first runs one batch untimed
 (CUDA graph capture, allocation) and that time is reported apart. ``--check`` compares greedy
-completions of ``hf`` and each engine on the first batch.
+completions of ``hf`` and each engine on the first batch. ``compiled+span`` is the compiled engine
+attending over the written cache positions in spans of ``--span-bucket`` (``generation.span_bucket``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def main() -> None:
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--compile", default="auto", help="the compiled engine's forward: auto, full or none")
+    ap.add_argument("--span-bucket", type=int, default=128, help="compiled+span: generation.span_bucket")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -68,13 +71,17 @@ def main() -> None:
         f"{args.max_new_tokens} new tokens, {args.batch_prompts} prompts per call, T={args.temperature}, "
         f"top-p {args.top_p}"
     )
-    print(f"{'engine':<10} {'first call s':>12} {'total s':>9} {'tok/s':>9} {'speed-up':>8} {'peak GiB':>9}")
+    print(f"{'engine':<14} {'first call s':>12} {'total s':>9} {'tok/s':>9} {'speed-up':>8} {'peak GiB':>9}")
     reference = None
     greedy = Sampling(min(args.max_new_tokens, 64), n=1)
     for name in args.engines.split(","):
-        engine = make_engine(
-            name, model, eos, pad, **({"compile": args.compile} if name == "compiled" else {})
-        )
+        kind, _, flag = name.partition("+")
+        if flag not in ("", "span") or (flag and kind != "compiled"):
+            raise SystemExit(f"unknown engine '{name}': hf, compiled, compiled+span, paged or vllm")
+        options = {"compile": args.compile} if kind == "compiled" else {}
+        if flag:
+            options["span_bucket"] = args.span_bucket
+        engine = make_engine(kind, model, eos, pad, **options)
         if device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -91,7 +98,7 @@ def main() -> None:
         rate = tokens / seconds
         reference = reference or rate
         print(
-            f"{name:<10} {first:>12.2f} {seconds:>9.2f} {rate:>9.0f} {rate / reference:>7.2f}× {peak:>9.2f}"
+            f"{name:<14} {first:>12.2f} {seconds:>9.2f} {rate:>9.0f} {rate / reference:>7.2f}× {peak:>9.2f}"
         )
         if args.check:
             ref = make_engine("hf", model, eos, pad).generate(batches[0], greedy, seed=0).ids

@@ -344,7 +344,7 @@ def _engine(recipe: Recipe, model: Any, tokenizer: Any, checkpoint: str) -> Any:
 
     name = resolve(recipe.generation.engine, model.device.type)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    options = {"compile": recipe.generation.compile} if name == "compiled" else {}
+    options = recipe.generation.engine_options(name)
     return make_engine(name, model, end_tokens(model, tokenizer), pad, path=checkpoint, **options)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -222,6 +223,69 @@ def test_a_compiled_forward_reads_freed_and_restored_weights_without_compiling_a
     after = compiled.generate(prompts, greedy, 0).ids
     assert after == make_engine("hf", policy, eos, tok.pad_token_id).generate(prompts, greedy, 0).ids
     assert after != before
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
+
+
+@pytest.mark.parametrize(
+    ("bucket", "attended", "length", "span"),
+    [
+        (0, 5, 64, 0),  # off: the whole cache, no span passed
+        (8, 1, 64, 8),
+        (8, 8, 64, 8),
+        (8, 9, 64, 16),
+        (64, 65, 100, 100),  # never past the cache
+        (64, 100, 100, 100),
+    ],
+)
+def test_a_step_attends_over_the_written_positions_rounded_up(
+    model_and_prompts, bucket, attended, length, span
+):
+    from pipeline.generation.static import StaticEngine
+
+    model, tok, _ = model_and_prompts
+    e = StaticEngine(model, end_tokens(model, tok), tok.pad_token_id, span_bucket=bucket)
+    assert e._span(SimpleNamespace(length=length), attended) == span
+
+
+def test_a_span_reads_the_attended_positions_and_nothing_past_them() -> None:
+    from pipeline.generation.attention import SPAN, grouped_decode_attention
+
+    torch.manual_seed(0)
+    query, key, value = torch.randn(2, 4, 1, 8), torch.randn(2, 2, 16, 8), torch.randn(2, 2, 16, 8)
+    mask = torch.zeros(2, 1, 1, 16, dtype=torch.bool)
+    mask[0, ..., 3:12] = True  # left padding, then the written positions: the last is index 11
+    mask[1, ..., :12] = True
+    whole, _ = grouped_decode_attention(None, query, key, value, mask)
+    key[:, :, 12:], value[:, :, 12:] = float("nan"), float("nan")  # unwritten: must not be read
+    spanned, _ = grouped_decode_attention(None, query, key, value, mask, **{SPAN: torch.empty(12)})
+    assert torch.allclose(spanned, whole, atol=1e-6)
+    short, _ = grouped_decode_attention(None, query, key, value, mask, **{SPAN: torch.empty(11)})
+    assert not torch.allclose(short, whole, atol=1e-3)  # one position short is another attention
+
+
+@pytest.mark.parametrize("compile", ["none", "full"])
+def test_attending_over_spans_changes_no_completion(model_and_prompts, compile: str) -> None:
+    """Positions past the span are not written yet (masked out), so reading only the span gives the
+    same greedy completions as hf and the same samples as the whole cache; compiled, the span is a
+    dynamic size: crossing spans compiles nothing more."""
+    import torch._dynamo.utils
+
+    model, tok, prompts = model_and_prompts
+    eos = end_tokens(model, tok)
+    spans = make_engine("compiled", model, eos, tok.pad_token_id, compile=compile, span_bucket=8)
+    whole = make_engine("compiled", model, eos, tok.pad_token_id, compile="none")
+    greedy, sampled = (
+        Sampling(max_new_tokens=40),
+        Sampling(max_new_tokens=40, temperature=1.0, top_p=0.9, n=2),
+    )
+    assert (
+        spans.generate(prompts, greedy, 0).ids
+        == engine("hf", model_and_prompts).generate(prompts, greedy, 0).ids
+    )
+    assert spans.generate(prompts, sampled, 3).ids == whole.generate(prompts, sampled, 3).ids
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert spans.generate(prompts[:2], greedy, 1).ids == whole.generate(prompts[:2], greedy, 1).ids
+    assert len(spans._spans) >= 5  # spans of 8 over prompts and 40 new tokens
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pipeline.config.checks import environment_problem
 from pipeline.schema import (
@@ -50,9 +50,20 @@ class EngineConfig:
     compile: Literal["auto", "full", "none"] = "auto"  # compiled engine: torch.compile the decoding step
     # GRPO: the inference copy and KV cache give their memory back for each training step
     free_for_training: bool = True
+    # compiled engine: decoding attends over the written cache positions rounded up to a multiple of
+    # this (a captured step per multiple); 0 attends over the whole static cache
+    span_bucket: int = 0
     vllm_mode: Literal["colocate", "server"] = (
         "colocate"  # GRPO with vllm: in the training processes, or trl vllm-serve
     )
+
+    RANGES: ClassVar[dict[str, Range]] = {"span_bucket": NON_NEGATIVE}
+
+    def engine_options(self, engine: str) -> dict[str, Any]:
+        """The constructor options of ``engine`` (a resolved name) that this section sets."""
+        if engine == "compiled":
+            return {"compile": self.compile, "span_bucket": self.span_bucket}
+        return {}
 
     def validate(self, key: str) -> None:
         import importlib.util

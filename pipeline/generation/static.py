@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.generation.attention import use_grouped_decode_attention
+from pipeline.generation.attention import SPAN, use_grouped_decode_attention
 from pipeline.generation.base import Completions, Engine, EngineUnsupported, OnFinished, Sampling, seeded
 from pipeline.generation.sampler import head_candidates, mass_above, sample_filtered, sample_plain
 from pipeline.generation.storage import Storages
@@ -82,10 +82,15 @@ class StaticEngine(Engine):
         compile: str = "auto",
         grouped_attention: bool = True,
         check_every: int = 16,
+        span_bucket: int = 0,
     ):
         """``compile``: ``full`` compiles the decoding forward with ``torch.compile`` (fewer, fused kernels
         inside the graph; about 30 s once per process and shape), ``none`` does not, ``auto`` compiles
-        on a GPU for models of 100M parameters or more, where it pays (docs/results/performance.md)."""
+        on a GPU for models of 100M parameters or more, where it pays (docs/results/performance.md).
+
+        ``span_bucket``: a decoding step attends over the cache positions written so far, rounded up to
+        a multiple of this (one captured step per multiple); 0 attends over the whole cache. It needs
+        the grouped decoding attention (``attention``), which reads the span; elsewhere it is off."""
         super().__init__(model, eos_ids, pad_id)
         config = model.config.get_text_config(decoder=True)
         kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
@@ -101,8 +106,11 @@ class StaticEngine(Engine):
         self._cache_key = (
             "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         )
-        if grouped_attention:
-            use_grouped_decode_attention(model)
+        if span_bucket < 0:
+            raise ValueError(f"span_bucket must be 0 (off) or positive, got {span_bucket}")
+        grouped = grouped_attention and use_grouped_decode_attention(model)
+        self.span_bucket = span_bucket if grouped else 0
+        self._spans: dict[int, Any] = {}  # span → the tensor whose length passes it (``attention.SPAN``)
         if compile == "auto":
             big = sum(p.numel() for p in model.parameters()) >= 100_000_000
             compile = "full" if on_gpu and big else "none"
@@ -114,10 +122,11 @@ class StaticEngine(Engine):
         if self.compiled:
             import torch
 
-            self._decode = torch.compile(self.model, dynamic=False)
+            # spans are a dynamic size (one compilation for all); without them every shape is fixed
+            self._decode = torch.compile(self.model, dynamic=None if self.span_bucket else False)
             self._above = torch.compile(mass_above, dynamic=False)
         self._buffers: _Buffers | None = None
-        self._graphs: dict[_Plan, Any] = {}
+        self._graphs: dict[tuple[_Plan, int], Any] = {}
         self._pool: Any = None
 
     def reserve(self, rows: int, length: int) -> None:
@@ -159,15 +168,17 @@ class StaticEngine(Engine):
             ids, positions = self._load(b, rows, width)
             b.temperature.fill_(max(sampling.temperature, 1e-6))
             b.top_p.fill_(sampling.top_p)
-            graph = self._graph(plan) if self.cuda_graphs else None
+            spans = [self._span(b, width + step) for step in range(sampling.max_new_tokens)]
+            # captured before the prefill: capturing runs steps on the buffers
+            graphs = {span: self._graph(plan, span) for span in set(spans)} if self.cuda_graphs else {}
             with seeded(self.device, seed):
                 self._prefill(b, ids, positions, plan)
                 steps = 1
                 while steps < sampling.max_new_tokens:
-                    if graph is not None:
-                        graph.replay()
+                    if graphs:
+                        graphs[spans[steps]].replay()
                     else:
-                        self._step(b, plan)
+                        self._step(b, plan, spans[steps])
                     steps += 1
                     if steps % self.check_every == 0:
                         done = b.done[: len(rows)].tolist()
@@ -273,16 +284,30 @@ class StaticEngine(Engine):
         b.position.copy_(positions[:, -1:] + 1)
         b.step.fill_(1)
 
-    def _step(self, b: _Buffers, plan: _Plan) -> None:
+    def _span(self, b: _Buffers, attended: int) -> int:
+        """The span a step attending over ``attended`` cache positions uses (0: the whole cache)."""
+        if not self.span_bucket:
+            return 0
+        return min(-(-attended // self.span_bucket) * self.span_bucket, b.length)
+
+    def _step(self, b: _Buffers, plan: _Plan, span: int = 0) -> None:
         """One token for every row; only tensor operations on fixed buffers, so it can be captured."""
         import torch
 
+        extra = {}
+        if span:
+            if span not in self._spans:
+                marker = torch.empty((span,), dtype=torch.int8, device=self.device)
+                torch._dynamo.mark_dynamic(marker, 0)
+                self._spans[span] = marker
+            extra[SPAN] = self._spans[span]
         out = self._decode(
             input_ids=b.token,
             attention_mask=b.mask,
             position_ids=b.position,
             **{self._cache_key: b.cache},
             use_cache=True,
+            **extra,
         )
         token = self._sample(b, out.logits[:, -1].float(), plan)
         token = torch.where(b.done, b.pad, token)
@@ -300,12 +325,15 @@ class StaticEngine(Engine):
             return sample_filtered(logits, b.temperature, b.top_p, plan.top_k, plan.candidates, self._above)
         return sample_plain(logits, b.temperature)
 
-    def _graph(self, plan: _Plan) -> Any:
-        """The captured step for ``plan`` on the current buffers (captured on first use)."""
+    def _graph(self, plan: _Plan, span: int) -> Any:
+        """The captured step for ``plan`` and ``span`` on the current buffers (captured on first use).
+
+        The graphs share one memory pool: they are replayed one at a time, and nothing a step allocates
+        outlives it (every result goes to the fixed buffers)."""
         import torch
 
-        if plan in self._graphs:
-            return self._graphs[plan]
+        if (plan, span) in self._graphs:
+            return self._graphs[plan, span]
         b = self._buffers
         assert b is not None
         stream = torch.cuda.Stream(device=self.device)
@@ -314,7 +342,7 @@ class StaticEngine(Engine):
             for _ in range(2):
                 self._rewind(b)
                 b.step.zero_()
-                self._step(b, plan)
+                self._step(b, plan, span)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         self._rewind(b)
         b.step.zero_()
@@ -322,7 +350,10 @@ class StaticEngine(Engine):
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         with torch.cuda.graph(graph, pool=self._pool):
-            self._step(b, plan)
-        self._graphs[plan] = graph
-        log.debug("compiled engine: captured the %s step for %d rows × %d tokens", plan, b.rows, b.length)
+            self._step(b, plan, span)
+        self._graphs[plan, span] = graph
+        log.debug(
+            "compiled engine: captured the %s step for %d rows × %d tokens (span %s)",
+            plan, b.rows, b.length, span or "all",
+        )  # fmt: skip
         return graph

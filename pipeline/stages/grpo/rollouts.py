@@ -101,7 +101,7 @@ class Rollouts:
                     self.copy.model,
                     end_tokens(self.copy.model, tok),
                     pad,
-                    **({"compile": self.options.compile} if self.engine_name == "compiled" else {}),
+                    **self.options.engine_options(self.engine_name),
                 )
                 log.info("rollouts through the %s engine (%s inference copy)", self.engine.name, dtype)
             else:
