@@ -142,8 +142,8 @@ class StaticEngine(Engine):
 
     def suspend(self) -> bool:
         """Give the KV cache's memory back until the next call. The captured steps read its old address
-        (and the weights'), so they go too and are captured again on first use (a few decoding steps'
-        time); the compiled forward sees the same tensors and is not compiled again."""
+        (and the weights'), so they go too; the next call captures them again before its prefill (a few
+        decoding steps' time). The compiled forward sees the same tensors and is not compiled again."""
         self._graphs, self._pool = {}, None
         if self._buffers is not None:
             self._buffers.kv.free()
