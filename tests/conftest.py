@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +57,14 @@ def slurm_unavailable() -> str | None:
 @pytest.fixture
 def project_root() -> Path:
     return ROOT
+
+
+def free_port() -> str:
+    """A TCP port free now, for a multi-process launch's rendezvous: processes of a test killed moments
+    before may still hold accelerate's default port (29500), and a second launch on it fails."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT, subprocess_env, wait_for_checkpoint
+from tests.conftest import PYTHON, ROOT, free_port, subprocess_env, wait_for_checkpoint
 
 RECIPE = str(ROOT / "tests" / "recipes" / "two-sft.yaml")
 
@@ -22,7 +22,7 @@ def launch(
 ) -> subprocess.Popen:
     cmd = [
         PYTHON, "-m", "accelerate.commands.launch", *(["--multi_gpu"] if processes > 1 else ["--cpu"]), "--num_processes", str(processes),
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--num_machines", "1", "--main_process_port", free_port(), "--mixed_precision", "no", "--dynamo_backend", "no",
         str(ROOT / "launch" / "cascade.py"), f"recipe={RECIPE}", f"run.name={name}",
         f"run.output_dir={tmp / 'runs'}", *args,
     ]  # fmt: skip
@@ -153,7 +153,7 @@ def test_two_processes(tmp_path: Path) -> None:
         out = tmp_path / f"eval{n}.json"
         cmd = [
             PYTHON, "-m", "accelerate.commands.launch", *(["--multi_gpu"] if n > 1 else ["--cpu"]), "--num_processes", str(n), "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "launch" / "evaluate.py"),
+            "--main_process_port", free_port(), "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "launch" / "evaluate.py"),
             f"recipe={RECIPE}", f"checkpoint={final}", f"out={out}", f"run.output_dir={tmp_path / 'runs'}",
         ]  # fmt: skip
         res = subprocess.run(

@@ -13,7 +13,7 @@ import pytest
 from pipeline.config import DataSource
 from pipeline.data.sources import load_rows
 from pipeline.data.table import BATCH, Rows, rows_dataset, typed_map
-from tests.conftest import PYTHON, ROOT, subprocess_env
+from tests.conftest import PYTHON, ROOT, free_port, subprocess_env
 
 
 def test_mapped_rows_come_back_exactly_as_mapped(tmp_path: Path) -> None:
@@ -128,11 +128,12 @@ def test_two_processes_build_once_and_share_a_failure(tmp_path: Path) -> None:
     """Only the main process builds; both read the same rows; a failed build reaches both (no hang)."""
     program = tmp_path / "program.py"
     program.write_text(PROGRAM)
-    subprocess.run(
-        [PYTHON, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+    res = subprocess.run(
+        [PYTHON, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", free_port(),
          "--mixed_precision", "no", "--dynamo_backend", "no", str(program), str(tmp_path)],
-        cwd=ROOT, env=subprocess_env(), check=True, timeout=600, capture_output=True,
+        cwd=ROOT, env=subprocess_env(), timeout=600, capture_output=True, text=True,
     )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "builds.txt").read_text().split() == ["0"]
     seen = [json.loads((tmp_path / f"seen-{p}.json").read_text()) for p in (0, 1)]
     assert seen[0] == seen[1] == [[{"k": k} for k in range(50)], {"n": 50}]

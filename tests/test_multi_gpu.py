@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import PYTHON, ROOT, subprocess_env, wait_for_checkpoint
+from tests.conftest import PYTHON, ROOT, free_port, subprocess_env, wait_for_checkpoint
 from tests.test_tiny_smoke import STAGES
 
 pytestmark = [
@@ -31,7 +31,7 @@ ZERO3 = [f"stages.{s}.train.deepspeed={ZERO3_JSON}" for s in STAGES]
 def launch(tmp: Path, name: str, *args: str, wait: bool = True) -> subprocess.Popen:
     log = open(tmp / f"{name}.log", "a")  # noqa: SIM115 - handed to the child process
     proc = subprocess.Popen(
-        [PYTHON, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        [PYTHON, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", free_port(),
          "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "launch" / "cascade.py"),
          f"run.name={name}", f"run.output_dir={tmp}", *args],
         cwd=ROOT, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

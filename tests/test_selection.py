@@ -478,7 +478,7 @@ def test_heavy_modes_do_not_depend_on_the_number_of_processes(tmp_path: Path) ->
 
     from pipeline.config import load_recipe
     from pipeline.models import build_builtin_model
-    from tests.conftest import PYTHON, ROOT, subprocess_env
+    from tests.conftest import PYTHON, ROOT, free_port, subprocess_env
 
     keys = [
         f"run.output_dir={tmp_path}", "tracking.mode=disabled", "model.builtin.tokenizer_corpus_rows=40",
@@ -495,7 +495,8 @@ def test_heavy_modes_do_not_depend_on_the_number_of_processes(tmp_path: Path) ->
         out = tmp_path / f"eval{n}.json"
         cmd = [
             PYTHON, "-m", "accelerate.commands.launch", *(["--multi_gpu"] if n > 1 else ["--cpu"]),
-            "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--num_processes", str(n), "--num_machines", "1", "--main_process_port", free_port(),
+            "--mixed_precision", "no", "--dynamo_backend", "no",
             str(ROOT / "launch" / "evaluate.py"), "recipe=tiny", f"checkpoint={model}", "benchmarks=math",
             f"out={out}", *keys,
         ]  # fmt: skip
