@@ -48,8 +48,9 @@ class EngineConfig:
 
     engine: Literal["auto", "hf", "compiled", "paged", "vllm"] = "auto"  # auto: compiled on a GPU, hf on CPU
     compile: Literal["auto", "full", "none"] = "auto"  # compiled engine: torch.compile the decoding step
-    # GRPO: the inference copy and KV cache give their memory back for each training step
-    free_for_training: bool = True
+    # GRPO: the inference copy and KV cache give their memory back for each training step (off until
+    # its cost and saving are measured on a GPU)
+    free_for_training: bool = False
     # compiled engine: decoding attends over the written cache positions rounded up to a multiple of
     # this (a captured step per multiple); 0 attends over the whole static cache
     span_bucket: int = 0
