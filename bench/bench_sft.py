@@ -1,7 +1,8 @@
 """SFT throughput: plain TRL ``SFTTrainer`` (its defaults: padded batches) against Cascade's SFT stage
 (padded; ``cascade-padding-free``: a batch as one row; ``cascade-packed``: BFD packing, each of the batch's
 rows filled with conversations up to max_length; ``-liger`` adds Liger kernels, ``-compile`` compiles the
-training step with ``torch.compile`` through ``train.extra``), same model,
+training step with ``torch.compile`` through ``train.extra``, ``-bf16`` holds the weights in bf16
+(``model.dtype: bfloat16``: no float32 master copy, no casts), same model,
 conversations, batch size, length limit and steps. Flattened batches use varlen attention
 (pipeline/varlen_attention.py). A packed step holds many more conversations than a padded one: compare
 real tokens per second, not seconds per step.
@@ -9,6 +10,7 @@ real tokens per second, not seconds per step.
     python bench/bench_sft.py                           # qwen3-0.6b-body, the builtin SFT mix, batch 16
     python bench/bench_sft.py --variants trl,cascade,cascade-packed,cascade-packed-liger --steps 30
     python bench/bench_sft.py --variants cascade-packed,cascade-packed-compile      # the fused step
+    python bench/bench_sft.py --variants cascade-packed,cascade-packed-bf16,cascade-packed-bf16-compile
 
 The conversations are the builtin tasks' (math, code, instruction, chat, SWE; thinking and non-thinking
 prompts), rendered by Cascade's formatting for both. Per variant: seconds per step, real (non-padding)
@@ -85,16 +87,16 @@ def plain_trl(path: Path, args: argparse.Namespace, out: Path) -> tuple[float, f
 
 def cascade_recipe(path: Path, args: argparse.Namespace, out: Path, variant: str) -> dict[str, Any]:
     """The one-stage recipe of a Cascade variant: ``cascade`` with ``-padding-free``, ``-packed``, ``-liger``,
-    ``-compile``."""
+    ``-compile``, ``-bf16``."""
     flags = variant.split("-")
-    unknown = set(flags) - {"cascade", "padding", "free", "packed", "liger", "compile"}
+    unknown = set(flags) - {"cascade", "padding", "free", "packed", "liger", "compile", "bf16"}
     if flags[0] != "cascade" or unknown:
         raise SystemExit(
-            f"unknown variant '{variant}': trl, or cascade with -padding-free, -packed, -liger, -compile"
+            f"unknown variant '{variant}': trl, or cascade with -padding-free, -packed, -liger, -compile, -bf16"
         )
     return {
         "run": {"name": "bench-sft", "output_dir": str(out), "seed": 0},
-        "model": {"name_or_path": str(path)},
+        "model": {"name_or_path": str(path), "dtype": "bfloat16" if "bf16" in flags else "auto"},
         "tracking": {"backend": "none"},
         "eval": {"enabled": False},
         "stages": {
