@@ -47,3 +47,32 @@ def test_training_settings_reach_the_trainer(tmp_path: Path) -> None:
     assert (args.max_steps, args.learning_rate, args.per_device_train_batch_size) == (7, 3e-4, 4)
     assert (args.gradient_accumulation_steps, args.save_steps, args.seed) == (2, 5, ctx.seed)
     assert args.report_to == [] or args.report_to == "none" or args.report_to == ["none"]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize(
+    ("bad", "dropped"),
+    [(None, False), (float("nan"), True), (float("inf"), True), (-float("inf"), True), (1e30, False)],
+)
+def test_a_non_finite_gradient_is_dropped_and_counted(
+    tmp_path: Path, device: str, bad: float | None, dropped: bool
+) -> None:
+    """One non-finite element anywhere zeroes every gradient of that step (the optimizer then moves nothing
+    but its own state); finite gradients, however large, reach the optimizer untouched."""
+    import torch
+
+    from pipeline.stages.base import MetricsCallbackFactory
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)).to(device)
+    model(torch.ones(2, 3, device=device)).sum().backward()
+    if bad is not None:
+        model[1].weight.grad[1, 2] = bad
+    before = [p.grad.clone() for p in model.parameters()]
+    callback = MetricsCallbackFactory.create(context(tmp_path))
+    callback.on_pre_optimizer_step(None, type("State", (), {"global_step": 0})(), None, model=model)
+    after = [p.grad for p in model.parameters()]
+    assert callback.skipped_steps == int(dropped)
+    if dropped:
+        assert all(not g.any() for g in after)
+    else:
+        assert all(torch.equal(a, b) for a, b in zip(after, before, strict=True))
