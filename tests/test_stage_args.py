@@ -51,28 +51,39 @@ def test_training_settings_reach_the_trainer(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize(
-    ("bad", "dropped"),
+    ("bad", "skipped"),
     [(None, False), (float("nan"), True), (float("inf"), True), (-float("inf"), True), (1e30, False)],
 )
-def test_a_non_finite_gradient_is_dropped_and_counted(
-    tmp_path: Path, device: str, bad: float | None, dropped: bool
+def test_a_step_with_a_non_finite_gradient_is_skipped_and_counted(
+    tmp_path: Path, device: str, bad: float | None, skipped: bool
 ) -> None:
-    """One non-finite element anywhere zeroes every gradient of that step (the optimizer then moves nothing
-    but its own state); finite gradients, however large, reach the optimizer untouched."""
+    """One non-finite element anywhere skips the whole optimizer step: weights, Adam's moments and its step
+    count stay as they were. Finite gradients, however large, reach the optimizer untouched."""
     import torch
 
     from pipeline.stages.base import MetricsCallbackFactory
 
+    torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)).to(device)
-    model(torch.ones(2, 3, device=device)).sum().backward()
-    if bad is not None:
-        model[1].weight.grad[1, 2] = bad
-    before = [p.grad.clone() for p in model.parameters()]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     callback = MetricsCallbackFactory.create(context(tmp_path))
-    callback.on_pre_optimizer_step(None, type("State", (), {"global_step": 0})(), None, model=model)
-    after = [p.grad for p in model.parameters()]
-    assert callback.skipped_steps == int(dropped)
-    if dropped:
-        assert all(not g.any() for g in after)
-    else:
-        assert all(torch.equal(a, b) for a, b in zip(after, before, strict=True))
+    for step in range(2):  # a clean step first, so that Adam has momentum a zeroed gradient would apply
+        model(torch.ones(2, 3, device=device)).sum().backward()
+        if step == 1 and bad is not None:
+            model[1].weight.grad[1, 2] = bad
+        weights = [p.detach().clone() for p in model.parameters()]
+        moments = [optimizer.state[p]["exp_avg"].clone() for p in model.parameters()] if step else []
+        grads = [p.grad.clone() for p in model.parameters()]
+        callback.on_pre_optimizer_step(None, type("State", (), {"global_step": step})(), None, model=model)
+        if step == 0 or not skipped:
+            assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads, strict=True))
+        optimizer.step()
+        optimizer.zero_grad()
+    assert callback.skipped_steps == int(skipped)
+    unchanged = all(torch.equal(p, w) for p, w in zip(model.parameters(), weights, strict=True))
+    still = all(
+        torch.equal(optimizer.state[p]["exp_avg"], m)
+        for p, m in zip(model.parameters(), moments, strict=True)
+    )
+    assert unchanged is still is skipped
+    assert all(int(optimizer.state[p]["step"]) == 2 - skipped for p in model.parameters())

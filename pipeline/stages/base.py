@@ -175,19 +175,20 @@ class MetricsCallbackFactory:
 
             def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
                 # A non-finite gradient (a degenerate batch, an overflow) would turn every weight into NaN and
-                # crash the next generation: drop that step's gradient instead, and count it. One fused
-                # max-norm over all gradients (non-finite exactly when an element is: no squares to overflow)
-                # and one device sync, not two kernels per parameter.
+                # crash the next generation: skip that optimizer step, as a loss scaler does, and count it.
+                # Without gradients the optimizer leaves a parameter alone (no update, no momentum, no weight
+                # decay, its step count unchanged); zeroed gradients would still move every weight by Adam's
+                # momentum. One fused max-norm over all gradients (non-finite exactly when an element is: no
+                # squares to overflow) and one device sync, not two kernels per parameter.
                 import torch
 
                 model = kw.get("model")
-                grads = (
-                    [p.grad for p in model.parameters() if p.grad is not None] if model is not None else []
-                )
+                params = [p for p in model.parameters() if p.grad is not None] if model is not None else []
+                grads = [p.grad for p in params]
                 largest = torch.nn.utils.get_total_norm(grads, norm_type=math.inf) if grads else None
                 if largest is not None and not bool(torch.isfinite(largest)):
-                    for g in grads:
-                        g.zero_()
+                    for p in params:
+                        p.grad = None
                     self.skipped_steps += 1
                     log.warning(
                         "stage %s step %d: non-finite gradient dropped", ctx.name, state.global_step + 1
