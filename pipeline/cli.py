@@ -120,6 +120,10 @@ def _command(
             ending = body(args, console)
     except BaseException as exc:  # a mistake of Cascade's own before the run had a log file
         ending = ending_for(exc, where=where, run_dir=None, log_file=_crash_log(exc))
+    if ending is None or ending.code in (ExitCode.DONE, ExitCode.REGRESSED):  # every process reached it
+        from pipeline.distributed import leave_process_group
+
+        leave_process_group()
     try:
         return _end(console, ending)
     finally:  # a command called in this process (a test, a notebook) leaves logging and signals as they were

@@ -98,7 +98,7 @@ import json, sys
 from pathlib import Path
 from datasets import DatasetDict
 from pipeline.data.table import build_once, rows_dataset
-from pipeline.distributed import process_state
+from pipeline.distributed import leave_process_group, process_state
 from pipeline.schema import ConfigError
 
 out = Path(sys.argv[1])
@@ -121,6 +121,7 @@ try:
 except ConfigError as exc:
     (out / f"error-{state.process_index}.txt").write_text(str(exc))
 state.wait_for_everyone()
+leave_process_group()  # as a command's end does (pipeline.cli)
 """
 
 

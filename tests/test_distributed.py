@@ -1,10 +1,13 @@
-"""CPU threads per process when there is no GPU (``pipeline.distributed.cpu_threads``)."""
+"""CPU threads per process when there is no GPU (``pipeline.distributed.cpu_threads``); leaving the group."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from pipeline.distributed import cpu_threads
+from pipeline.outcome import ExitCode
 from pipeline.schema import ConfigError
 
 ACCELERATE = {"ACCELERATE_MIXED_PRECISION": "no", "OMP_NUM_THREADS": "1"}
@@ -31,3 +34,35 @@ def test_cpu_threads(env: dict[str, str], cpus: int, expected: int | None) -> No
 def test_a_bad_thread_count_is_one_clear_sentence(value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         cpu_threads({"CASCADE_CPU_THREADS": value}, 4)
+
+
+@pytest.mark.parametrize(
+    ("code", "left"),
+    [
+        (None, True),  # a command that printed what was asked
+        (ExitCode.DONE, True),
+        (ExitCode.REGRESSED, True),  # the gate stopped every process at the same stage
+        (ExitCode.CRASHED, False),  # another process may wait in a collective until this one exits
+        (ExitCode.INTERRUPTED + 15, False),
+    ],
+)
+def test_a_command_leaves_the_process_group_when_every_process_ended_together(
+    tmp_path: Path, code: int | None, left: bool
+) -> None:
+    """Left to the interpreter's exit the group's threads can abort a process that finished its work."""
+    import torch.distributed as dist
+
+    from pipeline.cli import _command
+    from pipeline.outcome import Ending
+    from pipeline.run_state import Status
+
+    def body(args: object, console: object) -> Ending | None:
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+        return None if code is None else Ending(code, Status.DONE if code == 0 else Status.FAILED, "ended")
+
+    try:
+        assert _command(["recipe=tiny"], body) == (code or 0)
+        assert dist.is_initialized() is not left
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
