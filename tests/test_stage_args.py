@@ -87,3 +87,18 @@ def test_a_step_with_a_non_finite_gradient_is_skipped_and_counted(
     )
     assert unchanged is still is skipped
     assert all(int(optimizer.state[p]["step"]) == 2 - skipped for p in model.parameters())
+
+
+def test_a_loss_scaler_sees_the_overflowing_gradients_itself(tmp_path: Path) -> None:
+    """Under fp16 the loss scaler skips an overflowing step and lowers its scale; it needs the gradients."""
+    import torch
+
+    from pipeline.stages.base import MetricsCallbackFactory
+
+    model = torch.nn.Linear(3, 2)
+    model(torch.ones(2, 3)).sum().backward()
+    model.weight.grad[0, 0] = float("inf")
+    optimizer = type("AcceleratedOptimizer", (), {"scaler": torch.amp.GradScaler("cpu")})()
+    callback = MetricsCallbackFactory.create(context(tmp_path))
+    callback.on_pre_optimizer_step(None, None, None, model=model, optimizer=optimizer)
+    assert callback.skipped_steps == 0 and model.weight.grad is not None

@@ -182,6 +182,8 @@ class MetricsCallbackFactory:
                 # squares to overflow) and one device sync, not two kernels per parameter.
                 import torch
 
+                if getattr(kw.get("optimizer"), "scaler", None) is not None:
+                    return  # fp16: the loss scaler skips such a step itself and lowers its scale; it must see them
                 model = kw.get("model")
                 params = [p for p in model.parameters() if p.grad is not None] if model is not None else []
                 grads = [p.grad for p in params]
