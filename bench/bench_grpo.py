@@ -4,7 +4,7 @@ GRPO stage per generation engine, same model, prompts, group size, batch, length
     python bench/bench_grpo.py                              # qwen3-0.6b-body, 8 prompts × G 8 × 256 tokens
     python bench/bench_grpo.py --engines hf,compiled --steps 6
     python bench/bench_grpo.py --engines compiled,compiled+torch_compile   # the training step compiled too
-    python bench/bench_grpo.py --engines compiled,compiled+free    # copy and cache freed for training
+    python bench/bench_grpo.py --engines compiled+keep,compiled    # copy and cache kept through training
 
 Prompts are the builtin math task's, rendered identically for both (Cascade's own prompt format); the
 reward is the math verifier. Per variant it prints the steady-state seconds per step (the first step,
@@ -100,18 +100,19 @@ def add_workload_arguments(ap: argparse.ArgumentParser) -> None:
 
 def cascade_recipe(path: Path, variant: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """A one-stage recipe: Cascade's GRPO stage on the benchmark's workload. ``variant`` is an engine name,
-    with ``+torch_compile`` for a training step compiled by the trainer (``train.extra``) and ``+free``
-    for an inference copy and KV cache freed for the training step (``generation.free_for_training``)."""
+    with ``+torch_compile`` for a training step compiled by the trainer (``train.extra``) and ``+keep``
+    for an inference copy and KV cache kept through the training step (``generation.free_for_training:
+    false``; the default frees them)."""
     engine, *flags = variant.split("+")
-    if set(flags) - {"torch_compile", "free"}:
-        raise SystemExit(f"unknown variant '{variant}': an engine, optionally with +torch_compile and +free")
+    if set(flags) - {"torch_compile", "keep"}:
+        raise SystemExit(f"unknown variant '{variant}': an engine, optionally with +torch_compile and +keep")
     fused = "torch_compile" in flags
     return {
         "run": {"name": "bench", "output_dir": str(out), "seed": 0},
         "model": {"name_or_path": str(path)},
         "tracking": {"backend": "none"},
         "eval": {"enabled": False},
-        "generation": {"engine": engine, "free_for_training": "free" in flags},
+        "generation": {"engine": engine, "free_for_training": "keep" not in flags},
         "stages": {
             "rl": {
                 "kind": "grpo",
@@ -173,7 +174,7 @@ def main() -> None:
         "--engines",
         default="trl,compiled",
         help="trl (plain GRPOTrainer) and Cascade engines; +torch_compile also compiles the training step, "
-        "+free frees the inference copy and KV cache for it",
+        "+keep keeps the inference copy and KV cache through it (the default frees them)",
     )
     ap.add_argument("--steps", type=int, default=6)
     add_workload_arguments(ap)

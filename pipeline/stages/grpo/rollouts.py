@@ -10,7 +10,7 @@ Completions that end while longer ones are still decoding are handed to a backgr
 scores them with the stage's rewards (code sandbox, math verifier pool: the work runs in worker
 processes), so scoring overlaps generation; the trainer's scoring call then only waits for it.
 
-With ``generation.free_for_training`` the copy's weights and the compiled engine's KV
+With ``generation.free_for_training`` (the default) the copy's weights and the compiled engine's KV
 cache give their memory back after each generation (``paged`` keeps its manager, whose CUDA graphs read
 the weights in place), so the training step's activation peak is what it would be
 without an engine; the next generation allocates them again, refreshes the copy (it does every step
