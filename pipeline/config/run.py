@@ -49,7 +49,7 @@ class EngineConfig:
     engine: Literal["auto", "hf", "compiled", "paged", "vllm"] = "auto"  # auto: compiled on a GPU, hf on CPU
     compile: Literal["auto", "full", "none"] = "auto"  # compiled engine: torch.compile the decoding step
     # GRPO: the inference copy and KV cache give their memory back for each training step (on one H100:
-    # 1.7 GiB less peak memory at the 0.6B shape for about 1% of the step; docs/results/performance.md)
+    # 1.7 GiB less peak memory at the 0.6B shape for about 2% of the step; docs/results/performance.md)
     free_for_training: bool = True
     # compiled engine: decoding attends over the written cache positions rounded up to a multiple of
     # this (a captured step per multiple); 0 attends over the whole static cache

@@ -193,7 +193,9 @@ class MetricsCallbackFactory:
                         p.grad = None
                     self.skipped_steps += 1
                     log.warning(
-                        "stage %s step %d: non-finite gradient dropped", ctx.name, state.global_step + 1
+                        "stage %s step %d: non-finite gradient, optimizer step skipped",
+                        ctx.name,
+                        state.global_step + 1,
                     )
 
             def on_log(
